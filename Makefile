@@ -1,6 +1,9 @@
 # bubble-manager: the two set-up commands are `make demo` and `make test` (see README.md).
 # Both install what they need: Debian packages with apt-get when run as root, Python packages
-# into .venv, npm packages into the repository.
+# into .venv, npm packages into the repository (node_modules/).
+#
+# Each subsystem adds its own installs in mk/<subsystem>.mk: Debian packages to
+# SYSTEM_PACKAGES, pip extras to PIP_EXTRAS, targets to TEST_DEPS and DEMO_DEPS.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,8 +11,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 export BUBBLE_MANAGER_HOME ?= $(CURDIR)/var
 
-# Debian packages the project and its test suite use.
 SYSTEM_PACKAGES := bubblewrap age zstd postgresql python3-venv
+PIP_EXTRAS := test,postgres
+TEST_DEPS := system-deps venv
+DEMO_DEPS := system-deps venv
+PYTEST_ARGS ?=
+
+include $(sort $(wildcard mk/*.mk))
 
 .PHONY: demo test system-deps venv clean
 
@@ -27,19 +35,19 @@ system-deps:
 	  fi; \
 	fi
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(wildcard mk/*.mk)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,postgres]'
+	$(BIN)/python -m pip install -q -e '.[$(PIP_EXTRAS)]'
 	touch $@
 
 venv: $(BIN)/.installed
 
-test: system-deps venv
-	$(BIN)/pytest
+test: $(TEST_DEPS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
-demo: system-deps venv
+demo: $(DEMO_DEPS)
 	bash scripts/demo-walkthrough.sh
 
 clean:
-	rm -rf $(VENV) var *.egg-info .pytest_cache
+	rm -rf $(VENV) var *.egg-info .pytest_cache node_modules

@@ -8,33 +8,36 @@ command and marked as asserted by the CLI. The panel's REST API is the authentic
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import getpass
+import importlib
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from . import __version__, clock
 from .catalog import CatalogError
-from .config import load_settings
-from .operations import Context, StudyOperations, UnknownStudy
+from .cli_common import (EXIT_ERROR, EXIT_FAILED, EXIT_OK, CommandError, add_actor_option, cli_actor, emit,
+                         home_of, open_context, operations_of, parse_date)
+from .operations import UnknownStudy
 from .signing import SigningKeyError, init_signing_key
 from .store import StoreError
-from .studies import Actor, Study, TransitionError, study_summary
+from .studies import Study, TransitionError, study_summary
 from .study_request import RequestError, load_request_yaml
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+# Each subsystem adds its commands through `register(groups)`; groups are the subparser sets
+# "root", "keys", "studies" and "audit".
+SUBSYSTEM_COMMANDS = (
+    "bubble_manager.archive.commands",
+    "bubble_manager.extract.commands",
+    "bubble_manager.runtime.commands",
+    "bubble_manager.lifecycle_commands",
+    "bubble_manager.airlock.commands",
+)
 COMMAND_ROLES = {
     "request": {"researcher"}, "edit": {"researcher"}, "submit": {"researcher"}, "extend": {"researcher"},
     "members": {"researcher"}, "approve": {"steward"}, "reject": {"steward"}, "request-changes": {"steward"},
     "retention": {"steward"}, "revoke": {"steward", "admin"}, "activate": {"admin"},
 }
-
-
-class CommandError(Exception):
-    """A user-facing error: printed as `error: ...`, exit status 2."""
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -57,20 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(handler=cmd_demo_warehouse)
 
-    keys = commands.add_parser("keys", help="hub signing key, custodians").add_subparsers(dest="keys_command",
-                                                                                           metavar="ACTION", required=True)
+    keys = commands.add_parser("keys", help="hub signing key, custodians, study keys").add_subparsers(
+        dest="keys_command", metavar="ACTION", required=True)
     keys.add_parser("init", help="create the hub's Ed25519 signing key (once)").set_defaults(handler=cmd_keys_init)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", metavar="ACTION",
                                                                           required=True)
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(handler=cmd_db_upgrade)
 
-    _add_study_commands(commands)
-    _add_audit_commands(commands)
+    groups = {"root": commands, "keys": keys, "studies": _add_study_commands(commands),
+              "audit": _add_audit_commands(commands)}
+    for module_name in SUBSYSTEM_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        module.register(groups)
     return parser
 
 
-def _add_study_commands(commands: argparse._SubParsersAction) -> None:
+def _add_study_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
     studies = commands.add_parser("studies", help="study requests and their lifecycle").add_subparsers(
         dest="studies_command", metavar="ACTION", required=True)
 
@@ -87,7 +98,7 @@ def _add_study_commands(commands: argparse._SubParsersAction) -> None:
                             ("edit", "replace the request of a draft or a study with changes requested")):
         sub = studies.add_parser(name, help=help_text)
         sub.add_argument("--file", required=True, help="request YAML (see examples/study-request.yaml)")
-        _actor(sub)
+        add_actor_option(sub)
         sub.set_defaults(handler=cmd_studies_request if name == "request" else cmd_studies_edit)
 
     simple = {
@@ -101,7 +112,7 @@ def _add_study_commands(commands: argparse._SubParsersAction) -> None:
     for name, (help_text, text_option) in simple.items():
         sub = studies.add_parser(name, help=help_text)
         sub.add_argument("slug")
-        _actor(sub)
+        add_actor_option(sub)
         if text_option:
             option = text_option.rstrip("!")
             sub.add_argument(f"--{option}", required=text_option.endswith("!"), default="",
@@ -113,26 +124,27 @@ def _add_study_commands(commands: argparse._SubParsersAction) -> None:
 
     extend = studies.add_parser("extend", help="propose a later end date (a steward approves it)")
     extend.add_argument("slug")
-    extend.add_argument("--until", required=True, type=_date, help="new last day, YYYY-MM-DD")
-    _actor(extend)
+    extend.add_argument("--until", required=True, type=parse_date, help="new last day, YYYY-MM-DD")
+    add_actor_option(extend)
     extend.set_defaults(handler=cmd_studies_extend)
 
     members = studies.add_parser("members", help="propose adding or removing members (a steward approves it)")
     members.add_argument("slug")
     members.add_argument("--add", action="append", default=[], metavar="NAME")
     members.add_argument("--remove", action="append", default=[], metavar="NAME")
-    _actor(members)
+    add_actor_option(members)
     members.set_defaults(handler=cmd_studies_members)
 
     retention = studies.add_parser("retention", help="override how long the study's archives are kept")
     retention.add_argument("slug")
     retention.add_argument("--days", type=int, required=True, help="days kept after the study ends")
     retention.add_argument("--reason", required=True)
-    _actor(retention)
+    add_actor_option(retention)
     retention.set_defaults(handler=cmd_studies_retention)
+    return studies
 
 
-def _add_audit_commands(commands: argparse._SubParsersAction) -> None:
+def _add_audit_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
     audit = commands.add_parser("audit", help="the hash-chained audit log").add_subparsers(
         dest="audit_command", metavar="ACTION", required=True)
     verify = audit.add_parser("verify", help="recompute the chain and check it against the signed checkpoints; "
@@ -146,18 +158,7 @@ def _add_audit_commands(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=cmd_audit_export)
     audit.add_parser("checkpoint", help="sign and record the current chain head now").set_defaults(
         handler=cmd_audit_checkpoint)
-
-
-def _actor(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", required=True, metavar="NAME",
-                        help="who acts (an operator's assertion, audited with your OS user)")
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date; write YYYY-MM-DD") from None
+    return audit
 
 
 # --- plumbing ------------------------------------------------------------------------------------
@@ -177,41 +178,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def _home(args: argparse.Namespace) -> Path:
-    return Path(args.home or os.environ.get("BUBBLE_MANAGER_HOME") or "var")
-
-
-def _settings(args: argparse.Namespace):
-    return load_settings(_home(args), args.config, db_url=args.db)
-
-
-def _context(args: argparse.Namespace, *, require_signer: bool = True) -> Context:
-    return Context.open(_settings(args), require_signer=require_signer)
-
-
-def _operations(args: argparse.Namespace, context: Context) -> StudyOperations:
-    via = {"channel": "cli", "asserted_actor": True, "os_user": _os_user()}
-    return StudyOperations(context, via=via)
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return str(os.getuid())
-
-
-def _cli_actor(args: argparse.Namespace, command: str) -> Actor:
-    return Actor(args.actor, frozenset(COMMAND_ROLES[command]))
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str | Callable[[], str]) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        print(text() if callable(text) else text)
 
 
 def _study_lines(study: Study) -> str:
@@ -246,27 +212,27 @@ def cmd_demo_warehouse(args: argparse.Namespace) -> int:
                                    progress=not args.no_progress and not args.json, overwrite=args.force)
     data = {"warehouse": str(summary.path), "catalog": str(summary.catalog_path), "rows": summary.rows,
             "seconds": round(summary.seconds, 2)}
-    _emit(args, data, lambda: f"warehouse {summary.path} ({sum(summary.rows.values()):,} rows in "
+    emit(args, data, lambda: f"warehouse {summary.path} ({sum(summary.rows.values()):,} rows in "
                               f"{summary.seconds:.1f} s)\ncatalog   {summary.catalog_path}")
     return EXIT_OK
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    path = init_signing_key(_home(args))
-    _emit(args, {"private_key": str(path)}, f"hub signing key created: {path} (keep it root-only; back it up)")
+    path = init_signing_key(home_of(args))
+    emit(args, {"private_key": str(path)}, f"hub signing key created: {path} (keep it root-only; back it up)")
     return EXIT_OK
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    context = _context(args, require_signer=False)
+    context = open_context(args, require_signer=False)
     context.close()
-    _emit(args, {"db": "upgraded"}, "database schema is up to date")
+    emit(args, {"db": "upgraded"}, "database schema is up to date")
     return EXIT_OK
 
 
 def cmd_studies_list(args: argparse.Namespace) -> int:
-    context = _context(args)
-    found = _operations(args, context).list(states=args.state, person=args.person)
+    context = open_context(args)
+    found = operations_of(args, context).list(states=args.state, person=args.person)
     now = clock.utcnow()
     rows = [study_summary(s, now) for s in found]
 
@@ -277,13 +243,13 @@ def cmd_studies_list(args: argparse.Namespace) -> int:
         lines += [f"{r['slug']:<30} {r['state']:<18} {r['ends']:<10} {r['requester']:<20} {r['title']}" for r in rows]
         return "\n".join(lines)
 
-    _emit(args, rows, table)
+    emit(args, rows, table)
     return EXIT_OK
 
 
 def cmd_studies_show(args: argparse.Namespace) -> int:
-    study = _operations(args, _context(args)).get(args.slug)
-    _emit(args, study_summary(study, clock.utcnow()), lambda: _study_lines(study))
+    study = operations_of(args, open_context(args)).get(args.slug)
+    emit(args, study_summary(study, clock.utcnow()), lambda: _study_lines(study))
     return EXIT_OK
 
 
@@ -297,8 +263,8 @@ def _read_request_file(path: str) -> dict[str, Any]:
 
 def cmd_studies_request(args: argparse.Namespace) -> int:
     document = _read_request_file(args.file)
-    study = _operations(args, _context(args)).request(_cli_actor(args, "request"), document)
-    _emit(args, study_summary(study, clock.utcnow()),
+    study = operations_of(args, open_context(args)).request(cli_actor(args, COMMAND_ROLES["request"]), document)
+    emit(args, study_summary(study, clock.utcnow()),
           f"study {study.slug} created as a draft by {study.requester}; submit it with "
           f"`bubble-manager studies submit {study.slug} --actor {study.requester}`")
     return EXIT_OK
@@ -306,14 +272,14 @@ def cmd_studies_request(args: argparse.Namespace) -> int:
 
 def cmd_studies_edit(args: argparse.Namespace) -> int:
     document = _read_request_file(args.file)
-    study = _operations(args, _context(args)).edit(_cli_actor(args, "edit"), document)
-    _emit(args, study_summary(study, clock.utcnow()), f"study {study.slug} is now at version {study.version}")
+    study = operations_of(args, open_context(args)).edit(cli_actor(args, COMMAND_ROLES["edit"]), document)
+    emit(args, study_summary(study, clock.utcnow()), f"study {study.slug} is now at version {study.version}")
     return EXIT_OK
 
 
 def cmd_studies_transition(args: argparse.Namespace) -> int:
-    operations = _operations(args, _context(args))
-    actor = _cli_actor(args, args.transition)
+    operations = operations_of(args, open_context(args))
+    actor = cli_actor(args, COMMAND_ROLES[args.transition])
     slug = args.slug
     handlers = {
         "submit": lambda: operations.submit(actor, slug),
@@ -324,37 +290,37 @@ def cmd_studies_transition(args: argparse.Namespace) -> int:
         "activate": lambda: operations.activate(actor, slug),
     }
     study = handlers[args.transition]()
-    _emit(args, study_summary(study, clock.utcnow()), f"{args.transition}: study {study.slug} is now {study.state.value}"
+    emit(args, study_summary(study, clock.utcnow()), f"{args.transition}: study {study.slug} is now {study.state.value}"
           + (f" ({len(study.approvals)} approval(s) recorded)" if args.transition == "approve" else ""))
     return EXIT_OK
 
 
 def cmd_studies_extend(args: argparse.Namespace) -> int:
-    study = _operations(args, _context(args)).extend(_cli_actor(args, "extend"), args.slug, args.until)
-    _emit(args, study_summary(study, clock.utcnow()),
+    study = operations_of(args, open_context(args)).extend(cli_actor(args, COMMAND_ROLES["extend"]), args.slug, args.until)
+    emit(args, study_summary(study, clock.utcnow()),
           f"extension to {args.until} proposed for {study.slug}; a steward approves it with "
           f"`bubble-manager studies approve {study.slug} --actor STEWARD`")
     return EXIT_OK
 
 
 def cmd_studies_members(args: argparse.Namespace) -> int:
-    study = _operations(args, _context(args)).change_members(_cli_actor(args, "members"), args.slug,
+    study = operations_of(args, open_context(args)).change_members(cli_actor(args, COMMAND_ROLES["members"]), args.slug,
                                                              tuple(args.add), tuple(args.remove))
-    _emit(args, study_summary(study, clock.utcnow()),
+    emit(args, study_summary(study, clock.utcnow()),
           f"member change proposed for {study.slug}; a steward approves it with "
           f"`bubble-manager studies approve {study.slug} --actor STEWARD`")
     return EXIT_OK
 
 
 def cmd_studies_retention(args: argparse.Namespace) -> int:
-    study = _operations(args, _context(args)).set_retention(_cli_actor(args, "retention"), args.slug,
+    study = operations_of(args, open_context(args)).set_retention(cli_actor(args, COMMAND_ROLES["retention"]), args.slug,
                                                             args.days, args.reason)
-    _emit(args, study_summary(study, clock.utcnow()), f"retention of {study.slug} set to {args.days} days")
+    emit(args, study_summary(study, clock.utcnow()), f"retention of {study.slug} set to {args.days} days")
     return EXIT_OK
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    context = _context(args, require_signer=False)
+    context = open_context(args, require_signer=False)
     checkpoints = None
     if args.checkpoints:
         from .audit import FileCheckpointSink
@@ -367,12 +333,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 if report.ok else f"audit chain BROKEN at entry {report.first_broken_seq}")
         return "\n".join([head] + [f"  problem: {p}" for p in report.problems] + [f"  note: {n}" for n in report.notes])
 
-    _emit(args, report.as_dict(), text)
+    emit(args, report.as_dict(), text)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    context = _context(args, require_signer=False)
+    context = open_context(args, require_signer=False)
     filters = {"study": args.study} if args.study else {}
     if args.out:
         with open(args.out, "w", encoding="utf-8") as out:
@@ -384,9 +350,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
-    context = _context(args)
+    context = open_context(args)
     record = context.audit.checkpoint()
-    _emit(args, record, f"checkpoint written at seq {record['seq']}" if record else "no new entries to checkpoint")
+    emit(args, record, f"checkpoint written at seq {record['seq']}" if record else "no new entries to checkpoint")
     return EXIT_OK
 
 
