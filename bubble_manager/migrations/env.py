@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from bubble_manager.store import Base
+import bubble_manager.runtime.uids  # noqa: F401  (registers BubbleUidRow, migration 0002)
 
 config = context.config
 target_metadata = Base.metadata
