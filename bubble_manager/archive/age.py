@@ -1,14 +1,16 @@
 """age v1 file encryption (https://age-encryption.org/v1, specified at https://c2sp.org/age).
 
-Built only on ``cryptography``: X25519 recipients, HKDF-SHA-256, an HMAC-SHA-256
-header MAC and a ChaCha20-Poly1305 STREAM payload in 64 KiB chunks. Files are
-interoperable with the ``age`` / ``age-keygen`` command-line tools (binary format;
-ASCII armor, passphrases (scrypt), SSH keys and plugins are not supported).
+Built only on ``cryptography``: X25519 and hybrid post-quantum MLKEM768-X25519
+(``age1pq1...``) recipients, HKDF-SHA-256, an HMAC-SHA-256 header MAC and a
+ChaCha20-Poly1305 STREAM payload in 64 KiB chunks. Files are interoperable with the
+``age`` / ``age-keygen`` command-line tools (hybrid keys need age 1.3 or later; binary
+format; ASCII armor, passphrases (scrypt), SSH keys and plugins are not supported).
 
 This module is the public face; the work is split over
 
 * :mod:`.age_format` - errors, :class:`Stanza`, strict header parsing and encoding;
 * :mod:`.age_x25519` - the X25519 recipient and identity types;
+* :mod:`.age_mlkem` - the hybrid post-quantum ``mlkem768x25519`` types (``age1pq1...``);
 * :mod:`.age_stream` - :class:`AgeWriter` and :class:`AgeReader`.
 
 Adding a recipient type (such as the post-quantum ``mlkem768x25519``) means a
@@ -51,6 +53,7 @@ from .age_format import (
     unwrap_file_key,
     wrap_file_key,
 )
+from .age_mlkem import HybridIdentity, HybridRecipient
 from .age_stream import CHUNK_SIZE, AgeReader, AgeWriter
 from .age_x25519 import X25519Identity, X25519Recipient
 
@@ -67,6 +70,8 @@ __all__ = [
     "AgeReader",
     "AgeWriter",
     "Header",
+    "HybridIdentity",
+    "HybridRecipient",
     "Identity",
     "NoIdentityMatched",
     "Recipient",
@@ -89,11 +94,13 @@ StrPath = str | os.PathLike[str]
 
 RECIPIENT_PARSERS: dict[str, Callable[[str], Recipient]] = {
     "age": X25519Recipient.from_string,
+    "age1pq": HybridRecipient.from_string,
 }
 """Recipient parsers keyed by Bech32 prefix (``age1pq1...`` would be ``"age1pq"``)."""
 
 IDENTITY_PARSERS: dict[str, Callable[[str], Identity]] = {
     "AGE-SECRET-KEY-": X25519Identity.from_string,
+    "AGE-SECRET-KEY-PQ-": HybridIdentity.from_string,
 }
 """Identity parsers keyed by Bech32 prefix (``AGE-SECRET-KEY-PQ-1...`` would be
 ``"AGE-SECRET-KEY-PQ-"``)."""

@@ -115,7 +115,7 @@ def test_identity_must_be_upper_case_and_of_a_known_type():
     with pytest.raises(AgeKeyError, match="unsupported identity type"):
         parse_identity(bech32.encode("AGE-PLUGIN-YUBIKEY-", b"x" * 10))
     with pytest.raises(AgeKeyError, match="unsupported recipient type"):
-        parse_recipient(bech32.encode("age1pq", b"x" * 40))
+        parse_recipient(bech32.encode("age1tag", b"x" * 40))  # hardware-key type, not supported
 
 
 def test_parse_identity_file_as_age_keygen_writes_it(identity):
