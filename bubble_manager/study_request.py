@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .catalog import Catalog, load_yaml_strict, duplicate_keys
 
@@ -111,11 +111,13 @@ class StudyRequest(BaseModel):
                 raise ValueError(f"table {table!r} lists a column twice")
         return value
 
-    @model_validator(mode="after")
-    def _ends_after_starts(self) -> "StudyRequest":
-        if self.ends <= self.starts:
-            raise ValueError(f"ends ({self.ends}) must be after starts ({self.starts})")
-        return self
+    @field_validator("ends")
+    @classmethod
+    def _ends_after_starts(cls, value: dt.date, info: ValidationInfo) -> dt.date:
+        starts = info.data.get("starts")
+        if starts is not None and value <= starts:
+            raise ValueError(f"ends ({value}) must be after starts ({starts})")
+        return value
 
     def canonical_json(self) -> str:
         return canonical_json(self.model_dump(mode="json"))

@@ -1,0 +1,129 @@
+"""REST API for admins: bubbles, the audit log and its integrity, archives.
+
+Admins operate; they never get data. Nothing here serves an extract, a workspace or a bubble.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+
+from .. import clock
+from ..store import ArchiveRow
+from ..studies import State
+from .authz import SCOPE_ADMIN
+from .base import ApiError, BaseHandler
+from .hub_client import HubApiError
+
+USER = r"(?P<user>[^/]+)"
+SLUG = r"(?P<slug>[a-z][a-z0-9-]{0,29})"
+BUBBLE_STATUSES = ("running", "idle", "expiring", "expired")
+
+
+def _age_seconds(timestamp: str | None, now: dt.datetime) -> int | None:
+    if not timestamp:
+        return None
+    return int((now - clock.parse_iso(timestamp)).total_seconds())
+
+
+def bubble_rows(servers: list[dict[str, Any]], studies: dict[str, Any], now: dt.datetime,
+                expiring_within_days: int, idle_after_seconds: int = 3600) -> list[dict[str, Any]]:
+    """Join the hub's running servers with their studies; flag idle and expiring bubbles."""
+    rows = []
+    for server in servers:
+        study = studies.get(server["study"])
+        idle = _age_seconds(server.get("last_activity"), now)
+        days_left = study.days_left(now) if study else None
+        status = "running"
+        if study is None or study.state is not State.active or now >= study.expires_at:
+            status = "expired"
+        elif days_left is not None and days_left <= expiring_within_days:
+            status = "expiring"
+        elif idle is not None and idle >= idle_after_seconds:
+            status = "idle"
+        rows.append({**server, "status": status, "idle_seconds": idle, "days_left": days_left,
+                     "ends": str(study.ends) if study else None,
+                     "study_state": study.state.value if study else None})
+    return rows
+
+
+class BubblesHandler(BaseHandler):
+    scopes = {"GET": (SCOPE_ADMIN,)}
+
+    async def get(self) -> None:
+        status = self.get_argument("status", "")
+        if status and status not in BUBBLE_STATUSES:
+            raise ApiError(400, f"unknown status {status!r}; use one of {', '.join(BUBBLE_STATUSES)}", field="status")
+        hub = self.settings.get("bm_hub_api")
+        servers = await hub.servers() if hub is not None else []
+        studies = {s.slug: s for s in self.operations.list()}
+        rows = bubble_rows(servers, studies, clock.utcnow(), self.settings["bm_service"].expiring_within_days)
+        if status:
+            rows = [r for r in rows if r["status"] == status]
+        self.send_json({"bubbles": rows})
+
+
+class BubbleStopHandler(BaseHandler):
+    scopes = {"POST": (SCOPE_ADMIN,)}
+
+    async def post(self, user: str, slug: str) -> None:
+        hub = self.settings.get("bm_hub_api")
+        if hub is None:
+            raise ApiError(503, "this service has no hub API connection")
+        body = self.json_body()
+        reason = self.text_field(body, "reason", required=True)
+        try:
+            await hub.stop_server(user, slug)
+        except HubApiError as error:
+            if error.status == 404:
+                raise ApiError(404, f"{user} has no bubble for study {slug}") from None
+            raise
+        self.context.audit.record(actor=self.actor.name, action="bubble.stopped_by_admin", study=slug,
+                                  detail={"member": user, "reason": reason})
+        self.send_json({"stopped": {"user": user, "study": slug}})
+
+
+class AuditHandler(BaseHandler):
+    scopes = {"GET": (SCOPE_ADMIN,)}
+
+    def get(self) -> None:
+        try:
+            since = int(self.get_argument("since", "0"))
+            limit = min(int(self.get_argument("limit", "200")), 1000)
+        except ValueError:
+            raise ApiError(400, "since and limit are whole numbers", field="limit") from None
+        entries = self.context.audit.entries(study=self.get_argument("study", None) or None,
+                                             action=self.get_argument("action", None) or None,
+                                             actor=self.get_argument("actor", None) or None,
+                                             since_seq=since, limit=limit)
+        self.send_json({"entries": [e.as_dict() for e in entries]})
+
+
+class AuditVerifyHandler(BaseHandler):
+    scopes = {"GET": (SCOPE_ADMIN,)}
+
+    def get(self) -> None:
+        report = self.context.audit.verify(self.context.verifier())
+        self.send_json(report.as_dict())
+
+
+class ArchivesHandler(BaseHandler):
+    scopes = {"GET": (SCOPE_ADMIN,)}
+
+    def get(self) -> None:
+        with self.context.store.transaction() as session:
+            rows = session.scalars(select(ArchiveRow).order_by(ArchiveRow.slug, ArchiveRow.number)).all()
+            archives = [{"study": r.slug, "number": r.number, "sha256": r.sha256, "size": r.size,
+                         "created_at": clock.isoformat(r.created_at), "state": r.state} for r in rows]
+        self.send_json({"archives": archives})
+
+
+default_handlers = [
+    (r"/api/v1/bubbles", BubblesHandler),
+    (rf"/api/v1/bubbles/{USER}/{SLUG}/stop", BubbleStopHandler),
+    (r"/api/v1/audit", AuditHandler),
+    (r"/api/v1/audit/verify", AuditVerifyHandler),
+    (r"/api/v1/archives", ArchivesHandler),
+]

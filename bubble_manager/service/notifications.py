@@ -1,0 +1,99 @@
+"""Notifications: stewards hear of new requests, researchers of decisions and approaching expiry.
+
+The panel's feed is read from the audit log itself (the entries that concern the caller), so
+nothing is recorded twice. E-mails go out through SMTP when `ServiceSettings.smtp_host` is set,
+to hub user names that are e-mail addresses; a failed e-mail is logged, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from email.message import EmailMessage
+from typing import Any, Iterable
+
+from ..operations import Context
+from ..studies import Study
+from .authz import SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE
+from .base import BaseHandler
+
+log = logging.getLogger("bubble_manager.service")
+FOR_PARTICIPANTS = ("study.approved", "study.rejected", "study.changes_requested", "study.amended",
+                    "study.amendment_rejected", "study.activated", "study.revoked", "study.expired",
+                    "study.expiry_warning")
+FOR_STEWARDS = ("study.submitted", "study.amendment_proposed")
+SUBJECTS = {
+    "study.submitted": "New study request to review: {slug}",
+    "study.amendment_proposed": "Amendment to review for study {slug}",
+    "study.approved": "Study {slug} approved",
+    "study.rejected": "Study {slug} rejected",
+    "study.changes_requested": "Changes requested on study {slug}",
+    "study.amended": "Amendment approved for study {slug}",
+    "study.amendment_rejected": "Amendment rejected for study {slug}",
+    "study.activated": "Study {slug} is active: its bubble can be opened",
+    "study.revoked": "Study {slug} was revoked",
+    "study.expired": "Study {slug} has ended",
+    "study.expiry_warning": "Study {slug} ends in {days} day(s)",
+}
+
+
+class Notifier:
+    def __init__(self, context: Context, settings: Any):
+        self.context = context
+        self.settings = settings
+
+    def study_event(self, study: Study, action: str, *, stewards: Iterable[str] = (), **values: Any) -> list[str]:
+        """E-mail the people an event concerns; returns the addresses written to."""
+        if action in FOR_STEWARDS:
+            people = [s for s in stewards if not study.involved(s)]
+        elif action in FOR_PARTICIPANTS:
+            people = [study.requester, *study.members]
+        else:
+            return []
+        subject = SUBJECTS[action].format(slug=study.slug, **values)
+        body = (f"{subject}\n\nStudy: {study.title}\nState: {study.state.value}\nEnds: {study.ends}\n"
+                f"{('Comment: ' + study.last_comment) if study.last_comment else ''}\n\n"
+                "Open the bubble-manager panel in JupyterHub for details.\n")
+        return self.send([p for p in dict.fromkeys(people) if "@" in p], subject, body)
+
+    def send(self, addresses: list[str], subject: str, body: str) -> list[str]:
+        if not self.settings.smtp_host or not addresses:
+            return []
+        message = EmailMessage()
+        message["From"] = self.settings.smtp_sender
+        message["To"] = ", ".join(addresses)
+        message["Subject"] = subject
+        message.set_content(body)
+        try:
+            with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port, timeout=10) as smtp:
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as error:
+            log.warning("could not send notification e-mail %r: %s", subject, error)
+            return []
+        return addresses
+
+
+def feed_for(context: Context, actor_name: str, is_steward: bool, my_studies: set[str], limit: int = 50) -> list[dict]:
+    """The audit entries that concern a person, newest first."""
+    entries = []
+    for entry in reversed(context.audit.entries(action="study.*")):
+        if entry.action in FOR_PARTICIPANTS and entry.study in my_studies:
+            entries.append(entry)
+        elif is_steward and entry.action in FOR_STEWARDS and entry.study not in my_studies:
+            entries.append(entry)
+        if len(entries) >= limit:
+            break
+    return [{"seq": e.seq, "at": e.at, "study": e.study, "action": e.action, "by": e.actor,
+             "text": SUBJECTS.get(e.action, e.action).format(slug=e.study, days=e.detail.get("days", "?"))}
+            for e in entries]
+
+
+class NotificationsHandler(BaseHandler):
+    scopes = {"GET": (SCOPE_USE, SCOPE_REVIEW, SCOPE_ADMIN)}
+
+    def get(self) -> None:
+        mine = {s.slug for s in self.operations.list(person=self.actor.name)}
+        self.send_json({"notifications": feed_for(self.context, self.actor.name, self.actor.has("steward"), mine)})
+
+
+default_handlers = [(r"/api/v1/notifications", NotificationsHandler)]
