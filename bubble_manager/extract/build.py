@@ -1,0 +1,286 @@
+"""Build a study's extract: cohort, minimise, pseudonymise, shift dates, generalise, sign.
+
+One build at a time per study (a lock file in the study folder). The extract is written under a
+temporary name in the study folder, with DuckDB's spill files in a private folder beside it;
+then it is checkpointed, fsynced, made read-only (0444), hashed, and renamed into place after
+the vault; the signed manifest is written last and is the commit point: an extract that does
+not match its manifest is not an extract. Whatever a failed or killed build left behind (the
+temporary file, the spill folder, an unmatched extract) is removed by the next run, which says
+so in the audit log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+from tqdm import tqdm
+
+from .. import clock
+from ..archive.fsutil import fsync_dir, write_atomic
+from ..archive.keys import KeyStoreError, ensure_study_keys, load_live_identity, study_recipients
+from ..operations import Context, StudyOperations
+from ..runtime.spec import StudyPaths
+from ..store import ExtractRow
+from ..studies import Actor, State, Study
+from ..study_request import canonical_json
+from .cohort import CohortRefused, ensure_cohort_database, exclusive_lock, fsync_path, select_cohort, \
+    warehouse_fingerprint
+from .manifest import Verification, build_manifest, manifest_bytes, sha256_file, sign_manifest, verify_extract
+from .pipeline import attach_warehouse, build_connection, stage_cohort, write_tables
+from .plan import ExtractPlan, PlanError, make_plan
+from .pseudonyms import new_date_offsets, new_pseudonyms
+from .risk import risk_report
+from .settings import ExtractSettings, cohort_database_folder, extract_settings
+from .vault import Vault, VaultError, read_vault, write_vault
+
+BUILD_STATES = {State.approved, State.active}
+LEFTOVER_PATTERNS = (".extract.duckdb.*", ".manifest.json.*.tmp", ".vault.age.*.tmp")
+
+
+class ExtractError(RuntimeError):
+    """The extract was not built. `reason` is a stable code; the message says what to do;
+    `detail` (which may quote data) is for stewards only and never logged."""
+
+    def __init__(self, reason: str, message: str, detail: str | None = None):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    slug: str
+    extract: Path
+    manifest: Path
+    sha256: str
+    request_hash: str
+    rows: dict[str, int]
+    persons: int
+    risk: dict[str, Any] | None
+    seconds: float
+    reused: bool = False
+    leftovers_removed: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"study": self.slug, "extract": str(self.extract), "manifest": str(self.manifest),
+                "sha256": self.sha256, "request_hash": self.request_hash, "rows": self.rows,
+                "persons": self.persons, "seconds": round(self.seconds, 3), "reused": self.reused,
+                "leftovers_removed": list(self.leftovers_removed)}
+
+
+def build_extract(context: Context, actor: Actor, slug: str, *, progress: bool = False) -> BuildResult:
+    """Build (or rebuild) the extract of an approved or active study; audited either way."""
+    study = StudyOperations(context).get(slug)
+    _require_builder(context, actor, study)
+    settings = extract_settings(context)
+    try:
+        plan = make_plan(study, context.catalog, date_shift_days=settings.date_shift_days)
+    except PlanError as error:
+        _audit_failure(context, actor, slug, "plan", "plan-refused")
+        raise ExtractError("plan", str(error)) from None
+    if context.signer is None:
+        raise ExtractError("no-signer", "the hub signing key is needed to sign the manifest; run "
+                           "`bubble-manager keys init` first")
+    paths = StudyPaths(context.home, slug)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(paths.root / ".build.lock"):
+        removed = remove_leftovers(paths, context.verifier())
+        if removed:
+            context.audit.record(actor=actor.name, action="extract.leftovers-removed", study=slug,
+                                 detail={"files": removed})
+        try:
+            result = _build_locked(context, actor, study, plan, settings, paths, progress)
+        except CohortRefused as refused:
+            _audit_failure(context, actor, slug, "cohort", refused.reason)
+            raise ExtractError(f"cohort-{refused.reason}", f"cohort query refused: {refused}",
+                               detail=refused.detail) from None
+        except ExtractError as error:
+            _audit_failure(context, actor, slug, "build", error.reason)
+            raise
+        except (KeyStoreError, VaultError) as error:
+            _audit_failure(context, actor, slug, "keys", type(error).__name__)
+            raise ExtractError("keys", f"the study's keys or vault are not usable: {error}") from None
+        except BaseException as error:
+            _audit_failure(context, actor, slug, "build", type(error).__name__)
+            raise
+    return dataclasses.replace(result, leftovers_removed=tuple(removed))
+
+
+def _require_builder(context: Context, actor: Actor, study: Study) -> None:
+    if not actor.has("admin"):
+        context.audit.record(actor=actor.name, action="extract.refused", study=study.slug,
+                             detail={"attempted": "build", "rule": "admin-only"})
+        raise PermissionError(f"{actor.name} may not build extracts: it takes the admin role")
+    if study.state not in BUILD_STATES:
+        context.audit.record(actor=actor.name, action="extract.refused", study=study.slug,
+                             detail={"attempted": "build", "rule": "state", "state": study.state.value})
+        raise ExtractError("state", f"study {study.slug} is {study.state.value}; only approved or active studies get "
+                           "an extract")
+
+
+def _audit_failure(context: Context, actor: Actor, slug: str, stage: str, reason: str) -> None:
+    context.audit.record(actor=actor.name, action="extract.failed", study=slug,
+                         detail={"stage": stage, "reason": reason})
+
+
+def _build_locked(context: Context, actor: Actor, study: Study, plan: ExtractPlan, settings: ExtractSettings,
+                  paths: StudyPaths, progress: bool) -> BuildResult:
+    started = time.perf_counter()
+    catalog = context.catalog
+    warehouse = Path(context.settings.warehouse_path)
+    fingerprint = warehouse_fingerprint(warehouse, catalog)
+    bar = tqdm(total=3 + 2 * len(plan.tables), desc=f"extract {study.slug}", unit="step", disable=not progress,
+               leave=False)
+
+    def step(label: str) -> None:
+        bar.set_postfix_str(label)
+        bar.update(1)
+
+    ensure_study_keys(context, study.slug, actor=actor.name)
+    recipients = study_recipients(context, study.slug)
+    previous = None
+    if paths.vault.exists():
+        identity = load_live_identity(context, study.slug, actor=actor.name, purpose="rebuild")
+        previous = read_vault(paths.vault, study.slug, [identity])
+    database = ensure_cohort_database(warehouse, catalog, cohort_database_folder(context, settings))
+    selected = select_cohort(database, plan.cohort_sql, catalog.cohort_tables(),
+                             timeout=settings.cohort_timeout_seconds, memory_limit=settings.cohort_memory_limit,
+                             threads=settings.cohort_threads)
+    step("cohort query")
+    token = secrets.token_hex(6)
+    temporary = paths.root / f".extract.duckdb.{token}.tmp"
+    spill = paths.root / f".spill-{token}"
+    spill.mkdir(mode=0o700)
+    try:
+        with build_connection(str(temporary), memory_limit=settings.build_memory_limit,
+                              threads=settings.build_threads, spill=spill) as connection:
+            attach_warehouse(connection, warehouse, catalog)
+            persons = stage_cohort(connection, plan, selected, step)
+            if len(persons) == 0:
+                raise ExtractError("empty-cohort", "the cohort query selects nobody the warehouse knows (after "
+                                   "removing opted-out persons); amend the request's cohort")
+            pseudonyms, offsets = assign_pseudonyms(persons, previous, settings.date_shift_days)
+            risk = risk_report(connection, plan, len(persons), k=settings.k_anonymity, rarest=settings.rarest_codes)
+            rows = write_tables(connection, plan, persons, pseudonyms, offsets, step)
+            connection.execute("DETACH wh")
+            connection.execute("CHECKPOINT")
+        os.chmod(temporary, 0o444)
+        fsync_path(temporary)
+        sha256, size = sha256_file(temporary), temporary.stat().st_size
+        write_vault(paths.vault, Vault(study.slug, persons, pseudonyms, offsets), recipients)
+        os.replace(temporary, paths.extract)
+        fsync_dir(paths.root)
+        body = build_manifest(plan=plan, request_version=study.version, warehouse_fingerprint=fingerprint, rows=rows,
+                              persons=len(persons), risk=risk, sha256=sha256, size=size,
+                              created_at=clock.isoformat(clock.utcnow()), built_by=actor.name,
+                              recipients=[r.to_string() for r in recipients])
+        write_atomic(paths.manifest, manifest_bytes(sign_manifest(body, context.signer)), 0o644)
+        step("signed")
+    finally:
+        bar.close()
+        for leftover in (temporary, Path(f"{temporary}.wal")):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(spill, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    _record(context, actor, study, paths, sha256, rows, seconds, reused=previous is not None)
+    return BuildResult(study.slug, paths.extract, paths.manifest, sha256, plan.request_hash, rows, len(persons),
+                       risk, seconds)
+
+
+def assign_pseudonyms(persons: np.ndarray, previous: Vault | None, max_days: int) -> tuple[list[str], np.ndarray]:
+    """Each person's pseudonym and date offset: kept from the previous vault, fresh otherwise."""
+    pseudonyms: list[str | None] = [None] * len(persons)
+    offsets = np.zeros(len(persons), dtype=np.int32)
+    fresh = np.ones(len(persons), dtype=bool)
+    taken: set[str] = set()
+    if previous is not None and len(previous):
+        order = np.argsort(previous.person_ids)
+        known_ids = previous.person_ids[order]
+        where = np.clip(np.searchsorted(known_ids, persons), 0, len(known_ids) - 1)
+        found = known_ids[where] == persons
+        source = order[where]
+        offsets[found] = previous.offsets[source[found]]
+        for index in np.flatnonzero(found):
+            pseudonyms[index] = previous.pseudonyms[source[index]]
+        fresh = ~found
+        taken = set(previous.pseudonyms)
+    count = int(fresh.sum())
+    if count:
+        for index, pseudonym in zip(np.flatnonzero(fresh), new_pseudonyms(count, taken)):
+            pseudonyms[index] = pseudonym
+        offsets[fresh] = new_date_offsets(count, max_days)
+    return pseudonyms, offsets  # type: ignore[return-value]
+
+
+def _record(context: Context, actor: Actor, study: Study, paths: StudyPaths, sha256: str, rows: dict[str, int],
+            seconds: float, *, reused: bool) -> None:
+    now = clock.utcnow()
+    with context.store.transaction() as session:
+        session.execute(update(ExtractRow).where(ExtractRow.slug == study.slug, ExtractRow.state == "current")
+                        .values(state="replaced"))
+        session.add(ExtractRow(slug=study.slug, path=str(paths.extract), sha256=sha256,
+                               request_hash=study.request_hash, built_at=now, rows=rows, state="current"))
+        context.audit.append(session, actor=actor.name, action="extract.built", study=study.slug,
+                             detail={"sha256": sha256, "request_hash": study.request_hash,
+                                     "tables": sorted(rows), "rebuild": reused, "seconds": round(seconds, 3)})
+
+
+def remove_leftovers(paths: StudyPaths, verifier) -> list[str]:  # noqa: ANN001 - a signing.Verifier
+    """Remove what an interrupted build left: temporary files, spill folders, and an extract that
+    does not match its signed manifest. Returns the names removed (call it under the build lock)."""
+    removed: list[str] = []
+    if not paths.root.is_dir():
+        return removed
+    for pattern in LEFTOVER_PATTERNS:
+        for path in paths.root.glob(pattern):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    for folder in paths.root.glob(".spill-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name + "/")
+    if paths.extract.exists() or paths.manifest.exists():
+        if not paths.extract.exists() or not verify_extract(paths.root, verifier).ok:
+            for path in (paths.extract, paths.manifest):
+                if path.exists():
+                    path.unlink()
+                    removed.append(path.name)
+    if removed:
+        fsync_dir(paths.root)
+    return sorted(removed)
+
+
+def current_extract(context: Context, study: Study) -> Verification | None:
+    """The study's extract if it verifies and was built from this request, plan and warehouse."""
+    paths = StudyPaths(context.home, study.slug)
+    if not paths.extract.exists():
+        return None
+    verification = verify_extract(paths.root, context.verifier())
+    if not verification.ok or verification.manifest is None:
+        return None
+    manifest = verification.manifest
+    settings = extract_settings(context)
+    try:
+        plan = make_plan(study, context.catalog, date_shift_days=settings.date_shift_days)
+        fingerprint = warehouse_fingerprint(Path(context.settings.warehouse_path), context.catalog)
+    except (PlanError, FileNotFoundError):
+        return None
+    if (manifest.get("request_hash") != study.request_hash
+            or canonical_json(manifest.get("plan")) != canonical_json(plan.as_dict())
+            or (manifest.get("warehouse") or {}).get("fingerprint") != fingerprint):
+        return None
+    return verification
+
+
+def extract_rows(context: Context, slug: str) -> list[ExtractRow]:
+    with context.store.transaction() as session:
+        return list(session.scalars(select(ExtractRow).where(ExtractRow.slug == slug).order_by(ExtractRow.id)))
+
