@@ -1,0 +1,257 @@
+"""`KubeBubbleSpawner`: a KubeSpawner that runs each study bubble as a hardened pod behind its own
+NetworkPolicy.
+
+The gate is the same as the local spawner's (`spec.build_spec`): the study comes from the server
+name, `user_options` are ignored, the default server is refused, and every refusal is audited.
+Order of a start: gate, volume claims (workspace and shared created if missing; the extract must
+exist and hold the study's current manifest), the NetworkPolicy, then the pod. The pod is checked
+(`kube_checks`) right before it is sent, after any site hook. A failed start removes the pod, then
+the policy; a stop deletes the pod, waits until it is gone, and only then deletes the policy. If
+the pod cannot be confirmed gone the policy stays: the namespace's default-deny policy (from the
+chart) would still cut a policy-less pod off, this is the second lock.
+
+Bubbles live in their own namespace without DNS, so `hub_connect_url` must name the hub Service by
+its cluster IP (the chart's config reads it from `HUB_SERVICE_HOST`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from kubernetes_asyncio.client.rest import ApiException
+from kubespawner import KubeSpawner
+from kubespawner.clients import shared_client
+from traitlets import Dict, Enum, Integer, Unicode, default
+
+from .. import clock
+from ..config import load_settings
+from ..operations import Context
+from ..store import load_study
+from .kube_checks import pod_problems, policy_problems, require_safe
+from .kube_objects import (MANIFEST_ANNOTATION, KubeOptions, bubble_network_policy, bubble_pod, extract_claim_name,
+                           network_policy_name, shared_claim, shared_claim_name, to_manifest, workspace_claim,
+                           workspace_claim_name)
+from .spec import BubbleSpec, SpawnRefused, StudyPaths, build_spec
+
+_contexts: dict[tuple[str, str], Context] = {}
+
+
+def open_shared_context(home: str, config_file: str) -> Context:
+    """One store connection per hub process and home, opened on first use."""
+    key = (home, config_file)
+    if key not in _contexts:
+        _contexts[key] = Context.open(load_settings(home, config_file or None), migrate=False)
+    return _contexts[key]
+
+
+def manifest_sha256(home: Path, slug: str) -> str:
+    """The sha256 of the study's signed manifest as the hub holds it, or '' if the extract is not built."""
+    path = StudyPaths(home, slug).manifest
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def check_hub_connect_url(url: str | None, hub_api_port: int) -> None:
+    """Bubbles have no DNS: the hub must be reached by IP address, on the port the policy opens."""
+    parsed = urlparse(url or "")
+    try:
+        ipaddress.ip_address(parsed.hostname or "")
+    except ValueError:
+        raise ValueError(f"KubeBubbleSpawner.hub_connect_url is {url!r}: bubbles cannot resolve names, set it to "
+                         "the hub Service's cluster IP, e.g. http://10.96.12.34:8081 (the chart reads "
+                         "HUB_SERVICE_HOST)") from None
+    if (parsed.port or (443 if parsed.scheme == "https" else 80)) != hub_api_port:
+        raise ValueError(f"hub_connect_url {url!r} does not use port {hub_api_port}, the only port the bubble's "
+                         "NetworkPolicy opens; make hub_api_port and the hub Service port agree")
+
+
+class KubeBubbleSpawner(KubeSpawner):
+    """One pod per (member, study) named server, rendered from the same `BubbleSpec` as the local spawner."""
+
+    bubble_manager_home = Unicode("/srv/bubble-manager", help="bubble-manager home on the hub (store, keys, "
+                                  "studies/<slug>/manifest.json).").tag(config=True)
+    bubble_manager_config_file = Unicode("", help="bubble-manager config file (default HOME/bubble_manager_config.py)."
+                                         ).tag(config=True)
+    hub_namespace = Unicode("", help="Namespace of the hub and proxy pods (the NetworkPolicy peers); "
+                                     "default: the namespace the hub runs in.").tag(config=True)
+    hub_pod_labels = Dict({"app.kubernetes.io/component": "hub"}, help="Labels that select exactly the hub pods; "
+                          "the only egress a bubble has is to these pods, on hub_api_port.").tag(config=True)
+    proxy_pod_labels = Dict({"app.kubernetes.io/component": "proxy"}, help="Labels that select the proxy pods, the "
+                            "only ones (with the hub) allowed to connect to a bubble.").tag(config=True)
+    hub_api_port = Integer(8081, help="Port of the hub API on the hub pods (Service port and target port "
+                                      "must both be this value).").tag(config=True)
+    bubble_uid = Integer(1000, help="Non-root uid bubbles run as (jovyan in the bubble image).").tag(config=True)
+    bubble_gid = Integer(100, help="Non-root gid bubbles run as (users in the bubble image).").tag(config=True)
+    bubble_service_account = Unicode("bubble", help="Service account of bubble pods: it must hold no role "
+                                     "binding (the chart creates it so).").tag(config=True)
+    extract_mode = Enum(["shared", "per-member"], "shared", help="'shared': one ReadOnlyMany extract claim per "
+                        "study; 'per-member': one copy per member for storage classes that cannot share."
+                        ).tag(config=True)
+    extract_storage_class = Unicode(None, allow_none=True, help="Storage class of extract claims (must offer "
+                                    "ReadOnlyMany in shared mode); None uses the cluster default.").tag(config=True)
+    workspace_storage_class = Unicode(None, allow_none=True, help="Storage class of workspace and shared "
+                                      "claims (shared folders need ReadWriteMany).").tag(config=True)
+    workspace_size = Unicode("10Gi", help="Size of each member's workspace claim.").tag(config=True)
+    shared_size = Unicode("10Gi", help="Size of each study's shared folder claim.").tag(config=True)
+    extract_size = Unicode("10Gi", help="Size of each extract claim.").tag(config=True)
+
+    @default("component_label")
+    def _component_label_default(self) -> str:
+        return "bubble"
+
+    @default("options_form")
+    def _options_form_default(self) -> str:
+        return ""
+
+    def options_from_form(self, formdata: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def load_user_options(self) -> None:
+        """Whatever the client sent is never read: the study and everything else come from the store."""
+        self.user_options = {}
+
+    # --- the spec ---------------------------------------------------------------------------------
+
+    @property
+    def context(self) -> Context:
+        return open_shared_context(self.bubble_manager_home, self.bubble_manager_config_file)
+
+    def kube_options(self) -> KubeOptions:
+        return KubeOptions(
+            namespace=self.namespace, hub_namespace=self.hub_namespace or self._namespace_default(),
+            hub_pod_labels=dict(self.hub_pod_labels), proxy_pod_labels=dict(self.proxy_pod_labels),
+            image=self.image, image_pull_policy=self.image_pull_policy, hub_api_port=self.hub_api_port,
+            server_port=self.port, uid=self.bubble_uid, gid=self.bubble_gid,
+            service_account=self.bubble_service_account, extract_mode=self.extract_mode,
+            extract_storage_class=self.extract_storage_class, workspace_storage_class=self.workspace_storage_class,
+            workspace_size=self.workspace_size, shared_size=self.shared_size, extract_size=self.extract_size,
+            extra_labels={key: str(value) for key, value in self.common_labels.items()})
+
+    def bubble_spec(self) -> BubbleSpec:
+        """Gate and spec from the store; a refusal is audited and raised as SpawnRefused."""
+        context = self.context
+        server_name = self.name or ""
+        with context.store.transaction() as session:
+            study = load_study(session, server_name) if server_name else None
+        try:
+            sha = manifest_sha256(context.home, study.slug) if study else ""
+            spec = build_spec(study, self.user.name, server_name, home=context.home, now=clock.utcnow(), uid=None,
+                              manifest_sha256=sha, command=tuple((self.cmd or []) + self.get_args()))
+            if not sha:
+                raise SpawnRefused("no-extract", f"the extract of study {spec.study} is not built yet; a bubble opens "
+                                                 "once it is (ask a data steward)")
+        except SpawnRefused as refused:
+            context.audit.record(actor=self.user.name, action="bubble.refused",
+                                 study=study.slug if study else None,
+                                 detail={"reason": refused.reason, "server": server_name, "runtime": "kubernetes"})
+            raise
+        return spec
+
+    # --- start ------------------------------------------------------------------------------------
+
+    async def _start(self) -> str:
+        spec = self.bubble_spec()
+        check_hub_connect_url(self.hub_connect_url, self.hub_api_port)
+        self._bubble_spec = spec
+        options = self.kube_options()
+        await self._ensure_claims(spec, options)
+        await self._create_network_policy(options, spec)
+        try:
+            url = await super()._start()
+        except BaseException:
+            await self._remove_after_failed_start()
+            raise
+        self.context.audit.record(actor=self.user.name, action="bubble.start", study=spec.study, detail={
+            "runtime": "kubernetes", "pod": self.pod_name, "namespace": self.namespace,
+            "manifest_sha256": spec.manifest_sha256})
+        return url
+
+    async def get_pod_manifest(self):  # noqa: ANN201 - kubernetes V1Pod
+        spec: BubbleSpec = getattr(self, "_bubble_spec", None) or self.bubble_spec()
+        spec = replace(spec, command=tuple((self.cmd or []) + self.get_args()))
+        return bubble_pod(spec, self.kube_options(), name=self.pod_name, now=clock.utcnow(), env=self.get_env(),
+                          labels=self._build_pod_labels(self._expand_all(self.extra_labels)),
+                          annotations=self._build_common_annotations(self._expand_all(self.extra_annotations)))
+
+    async def _make_create_pod_request(self, pod, request_timeout):  # noqa: ANN001, ANN202
+        spec: BubbleSpec = self._bubble_spec
+        member_extract = spec.member if self.extract_mode == "per-member" else None
+        claims = {extract_claim_name(spec.study, member_extract), workspace_claim_name(spec.study, spec.member),
+                  shared_claim_name(spec.study)}
+        require_safe("pod", pod.metadata.name, pod_problems(to_manifest(pod), expected_claims=claims))
+        if not getattr(self, "_policy_ready", False):
+            require_safe("pod", pod.metadata.name, ["its NetworkPolicy was not created first"])
+        return await super()._make_create_pod_request(pod, request_timeout)
+
+    @property
+    def network_api(self):  # noqa: ANN201 - kubernetes_asyncio NetworkingV1Api
+        return shared_client("NetworkingV1Api")
+
+    async def _ensure_claims(self, spec: BubbleSpec, options: KubeOptions) -> None:
+        member_extract = spec.member if options.extract_mode == "per-member" else None
+        name = extract_claim_name(spec.study, member_extract)
+        try:
+            claim = await self.api.read_namespaced_persistent_volume_claim(name=name, namespace=self.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            raise SpawnRefused("no-extract", f"the extract volume of study {spec.study} is not filled yet; a bubble "
+                                             "opens once the extract Job has run (ask a data steward)") from None
+        annotations = (claim.metadata.annotations or {}) if claim.metadata else {}
+        if annotations.get(MANIFEST_ANNOTATION) != spec.manifest_sha256:
+            raise SpawnRefused("stale-extract", f"the extract volume of study {spec.study} does not hold the current "
+                                                "extract; it must be refilled before the bubble opens")
+        for body in (workspace_claim(options, spec.study, spec.member), shared_claim(options, spec.study)):
+            try:
+                await self.api.create_namespaced_persistent_volume_claim(namespace=self.namespace, body=body)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+
+    async def _create_network_policy(self, options: KubeOptions, spec: BubbleSpec) -> None:
+        policy = bubble_network_policy(options, pod_name=self.pod_name, study=spec.study)
+        require_safe("NetworkPolicy", policy.metadata.name, policy_problems(
+            to_manifest(policy), hub_namespace=options.hub_namespace, hub_labels=options.hub_pod_labels,
+            hub_port=options.hub_api_port))
+        try:
+            await self.network_api.create_namespaced_network_policy(namespace=self.namespace, body=policy)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            await self.network_api.replace_namespaced_network_policy(
+                name=policy.metadata.name, namespace=self.namespace, body=policy)
+        self._policy_ready = True
+
+    async def _delete_network_policy(self) -> None:
+        try:
+            await self.network_api.delete_namespaced_network_policy(name=network_policy_name(self.pod_name),
+                                                                    namespace=self.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        self._policy_ready = False
+
+    async def _remove_after_failed_start(self) -> None:
+        try:
+            await super().stop(now=True)
+        except Exception:
+            self.log.exception("pod %s/%s may still exist after a failed start; its NetworkPolicy is kept",
+                               self.namespace, self.pod_name)
+            return
+        await self._delete_network_policy()
+
+    # --- stop -------------------------------------------------------------------------------------
+
+    async def stop(self, now: bool = False) -> None:
+        """Delete the pod, wait until it is gone, then delete its policy (kept if the pod may remain)."""
+        await super().stop(now=now)
+        await self._delete_network_policy()
+        spec = getattr(self, "_bubble_spec", None)
+        self.context.audit.record(actor=self.user.name, action="bubble.stop",
+                                  study=spec.study if spec else (self.name or None),
+                                  detail={"runtime": "kubernetes", "pod": self.pod_name, "namespace": self.namespace})
+

@@ -1,0 +1,98 @@
+"""Runs a study Job (extract fill, snapshot) with the secret made for it alone.
+
+Order: create the secret, create the Job, make the Job own the secret (so the cluster's garbage
+collector removes it with the Job should the hub die), wait for the Job to end, delete the secret
+in every case. A Job that times out is deleted too, so it never outlives its secret half-started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kubernetes_asyncio.client.rest import ApiException
+
+from .kube_jobs import secret_owner_patch
+from .kube_objects import extract_filled_patch
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(RuntimeError):
+    """The Job ended without success (or did not end in time); its secret is already deleted."""
+
+
+def job_outcome(job: Any) -> str | None:
+    """'Complete', 'Failed' or None while running, from a V1Job."""
+    for condition in (job.status.conditions or []) if job.status else []:
+        if condition.status == "True" and condition.type in ("Complete", "Failed"):
+            return condition.type
+    return None
+
+
+class StudyJobRunner:
+    def __init__(self, core_api: Any, batch_api: Any, namespace: str, *, poll_seconds: float = 2.0):
+        self.core = core_api
+        self.batch = batch_api
+        self.namespace = namespace
+        self.poll_seconds = poll_seconds
+
+    async def run(self, job: Any, secret: Any | None, *, timeout: float) -> None:
+        """Run `job` to its end; raise JobFailed unless it completed."""
+        name = job.metadata.name
+        if secret is not None:
+            volumes = job.spec.template.spec.volumes or []
+            if not any(v.secret and v.secret.secret_name == secret.metadata.name for v in volumes):
+                raise ValueError(f"job {name} does not mount secret {secret.metadata.name}; build both together")
+            await self.core.create_namespaced_secret(namespace=self.namespace, body=secret)
+        try:
+            created = await self.batch.create_namespaced_job(namespace=self.namespace, body=job)
+            if secret is not None:
+                await self.core.patch_namespaced_secret(
+                    name=secret.metadata.name, namespace=self.namespace,
+                    body=secret_owner_patch(name, created.metadata.uid))
+            outcome = await self._wait(name, timeout)
+        finally:
+            if secret is not None:
+                await self._delete_secret(secret.metadata.name)
+        if outcome != "Complete":
+            raise JobFailed(f"job {self.namespace}/{name} {'failed' if outcome else 'did not finish in time'}; "
+                            f"see `kubectl -n {self.namespace} logs job/{name}`")
+
+    async def fill_extract(self, job: Any, secret: Any | None, *, claims: list[str], manifest_sha256: str,
+                           timeout: float) -> None:
+        """Run the extract Job, then mark its claims as holding that manifest (the spawner checks it)."""
+        patch = extract_filled_patch(manifest_sha256)
+        await self.run(job, secret, timeout=timeout)
+        for claim in claims:
+            await self.core.patch_namespaced_persistent_volume_claim(name=claim, namespace=self.namespace,
+                                                                     body=patch)
+
+    async def _wait(self, name: str, timeout: float) -> str | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            outcome = job_outcome(await self.batch.read_namespaced_job_status(name=name, namespace=self.namespace))
+            if outcome:
+                return outcome
+            if loop.time() >= deadline:
+                await self._delete_job(name)
+                return None
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _delete_job(self, name: str) -> None:
+        try:
+            await self.batch.delete_namespaced_job(name=name, namespace=self.namespace,
+                                                   propagation_policy="Background")
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def _delete_secret(self, name: str) -> None:
+        try:
+            await self.core.delete_namespaced_secret(name=name, namespace=self.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                log.exception("could not delete job secret %s/%s; delete it by hand", self.namespace, name)
+                raise
