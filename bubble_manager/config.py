@@ -20,7 +20,8 @@ class BubbleManager(Configurable):
                                "and archives (`$BUBBLE_MANAGER_HOME`).").tag(config=True)
     db_url = Unicode(help="SQLAlchemy URL of the store: sqlite:///PATH (default, under home) or "
                           "postgresql+psycopg://user@host/db.").tag(config=True)
-    catalog_path = Unicode(help="Data dictionary YAML of the warehouse (default home/warehouse/catalog.yaml)."
+    catalog_path = Unicode(help="Data dictionary YAML of the warehouse (default: beside the warehouse, "
+                                "<warehouse stem>.catalog.yaml, as `bubble-manager demo-warehouse` writes it)."
                            ).tag(config=True)
     warehouse_path = Unicode(help="The warehouse DuckDB file (default home/warehouse/warehouse.duckdb)."
                              ).tag(config=True)
@@ -45,7 +46,8 @@ class BubbleManager(Configurable):
 
     @default("catalog_path")
     def _default_catalog_path(self) -> str:
-        return str(Path(self.home) / "warehouse" / "catalog.yaml")
+        warehouse = Path(self.warehouse_path)
+        return str(warehouse.with_name(f"{warehouse.stem}.catalog.yaml"))
 
     @default("warehouse_path")
     def _default_warehouse_path(self) -> str:

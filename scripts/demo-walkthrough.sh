@@ -20,7 +20,6 @@ step() { echo; echo "\$ bubble-manager $*"; "$BM" "$@"; }
 refused() { echo; echo "\$ bubble-manager $*   # expected to be refused"; if "$BM" "$@"; then echo "BUG: accepted" >&2; exit 1; fi; }
 
 step demo-warehouse --persons "$PERSONS" --seed 7 --out "$HOME_DIR/warehouse/warehouse.duckdb"
-cp "$HOME_DIR/warehouse/warehouse.catalog.yaml" "$HOME_DIR/warehouse/catalog.yaml"
 step keys init
 
 today=$(date -u +%F)

@@ -67,7 +67,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def bm_home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
     (home / "warehouse").mkdir(parents=True)
-    shutil.copy(DEMO_CATALOG, home / "warehouse" / "catalog.yaml")
+    shutil.copy(DEMO_CATALOG, home / "warehouse" / "warehouse.catalog.yaml")
     init_signing_key(home)
     return home
 

@@ -23,7 +23,7 @@ from .servicehub import ServiceHub, chp_path
 def service_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("service-home")
     (home / "warehouse").mkdir()
-    shutil.copy(DEMO_CATALOG, home / "warehouse" / "catalog.yaml")
+    shutil.copy(DEMO_CATALOG, home / "warehouse" / "warehouse.catalog.yaml")
     init_signing_key(home)
     Context.open(load_settings(home)).close()  # migrate before the service starts
     return home
