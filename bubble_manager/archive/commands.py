@@ -18,6 +18,7 @@ from .shares import ShareError
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     _register_keys(groups["keys"])
+    register_archive(groups["root"])
 
 
 def _register_keys(keys: argparse._SubParsersAction) -> None:
@@ -163,4 +164,143 @@ def cmd_recover(args: argparse.Namespace) -> int:
          f"archive key of study {args.slug} recovered ({public})"
          + (f"; identity written to {args.out}: delete it when the restore is done" if args.out
             else "; add --out FILE to write it as an age identity file"))
+    return EXIT_OK
+
+
+# --- archive ... ---------------------------------------------------------------------------------
+
+def register_archive(root: argparse._SubParsersAction) -> None:
+    archive = root.add_parser("archive", help="encrypted study archives: snapshot, list, verify, restore, purge"
+                              ).add_subparsers(dest="archive_command", metavar="ACTION", required=True)
+    snap = archive.add_parser("snapshot", help="archive a study's files now (encrypted to its archive key)")
+    snap.add_argument("slug")
+    _actor(snap, required=False)
+    snap.set_defaults(handler=cmd_archive_snapshot)
+
+    listing = archive.add_parser("list", help="list archives")
+    listing.add_argument("--study", help="only this study's archives")
+    listing.set_defaults(handler=cmd_archive_list)
+
+    check = archive.add_parser("verify", help="check an archive's envelope signature, sha256 and size "
+                                              "(without decrypting)")
+    check.add_argument("path", help="the .tar.zst.age file (its .envelope.json sits beside it)")
+    check.set_defaults(handler=cmd_archive_verify)
+
+    back = archive.add_parser("restore", help="decrypt, check and restore an archive into a new folder")
+    back.add_argument("archive", help="the .tar.zst.age file")
+    back.add_argument("--to", required=True, help="new (or empty) folder to restore into")
+    keys = back.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--share", action="append", metavar="FILE", help="a decrypted custodian share (repeat, k needed)")
+    keys.add_argument("--identity", help="the study's recovered archive identity file (`keys recover --out`)")
+    back.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+    back.add_argument("--for-study", metavar="SLUG", help="the new study reusing this data (audited on both)")
+    _actor(back, required=False)
+    back.set_defaults(handler=cmd_archive_restore)
+
+    purge = archive.add_parser("purge", help="after the retention date: destroy the study's key shares, vault "
+                                             "and archives, and write a signed deletion certificate")
+    purge.add_argument("slug")
+    _actor(purge)
+    purge.set_defaults(handler=cmd_archive_purge)
+
+
+def cmd_archive_snapshot(args: argparse.Namespace) -> int:
+    from .snapshot import SnapshotError, snapshot
+
+    context = open_context(args)
+    try:
+        result = snapshot(context, args.slug, actor=actor_name(args))
+    except (SnapshotError, KeyStoreError) as error:
+        raise CommandError(str(error)) from None
+    skipped = ", ".join(f"{count} {code}" for code, count in sorted(result.skipped.items()))
+    emit(args, result.as_dict(),
+         f"archive {result.number} of {result.slug}: {result.path} ({result.size:,} bytes encrypted, "
+         f"{result.members} members, {result.plaintext_bytes:,} bytes before compression, {result.seconds:.1f} s)"
+         + (f"\nleft out: {skipped} (listed with reasons in the archive's signed manifest)" if skipped else ""))
+    return EXIT_OK
+
+
+def cmd_archive_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from ..store import ArchiveRow
+
+    context = open_context(args, require_signer=False)
+    with context.store.transaction() as session:
+        query = select(ArchiveRow).order_by(ArchiveRow.slug, ArchiveRow.number)
+        if args.study:
+            query = query.where(ArchiveRow.slug == args.study)
+        rows = [{"study": r.slug, "number": r.number, "path": r.path, "sha256": r.sha256, "size": r.size,
+                 "created_at": r.created_at, "state": r.state} for r in session.scalars(query)]
+
+    def table() -> str:
+        if not rows:
+            return "no archives"
+        return "\n".join([f"{'STUDY':<30} {'N':>3} {'STATE':<7} {'SIZE':>14} {'CREATED':<20} PATH"] +
+                         [f"{r['study']:<30} {r['number']:>3} {r['state']:<7} {r['size']:>14,} "
+                          f"{r['created_at']:%Y-%m-%d %H:%M}     {r['path']}" for r in rows])
+
+    emit(args, rows, table)
+    return EXIT_OK
+
+
+def cmd_archive_verify(args: argparse.Namespace) -> int:
+    from .manifest import SignedDocumentError
+    from .snapshot import verify_envelope
+
+    context = open_context(args, require_signer=False)
+    path = Path(args.path)
+    if not path.is_file():
+        raise CommandError(f"{path} is not a file")
+    try:
+        document = verify_envelope(context.verifier(), path)
+    except FileNotFoundError:
+        raise CommandError(f"no envelope beside {path} ({path.name}.envelope.json): it cannot be checked "
+                           "without decrypting") from None
+    except SignedDocumentError as error:
+        emit(args, {"ok": False, "problem": str(error)}, f"archive {path.name} FAILED: {error}")
+        return EXIT_FAILED
+    emit(args, {"ok": True, **document}, f"archive {path.name} verified: study {document['study']}, number "
+                                         f"{document['number']}, {document['size']:,} bytes, made "
+                                         f"{document['created_at']}, signed by {document['key_id']}")
+    return EXIT_OK
+
+
+def cmd_archive_restore(args: argparse.Namespace) -> int:
+    from .age import AgeError, parse_identity_file
+    from .restore import RestoreError, restore
+    from .shares import ShareDocument
+
+    context = open_context(args, require_signer=False)
+    actor = actor_name(args)
+    try:
+        if args.identity:
+            identities = parse_identity_file(Path(args.identity).read_text(encoding="ascii"))
+        else:
+            texts = read_share_texts(args.share)
+            slug = ShareDocument.parse(texts[0], source=args.share[0]).study
+            identities = [recover_archive_identity(context, slug, texts, actor=actor,
+                                                   reason=f"restore: {args.reason}")]
+        result = restore(context, Path(args.archive), Path(args.to), identities, reason=args.reason, actor=actor,
+                         for_study=args.for_study)
+    except (AgeError, ShareError, KeyStoreError, RestoreError, UnicodeDecodeError) as error:
+        raise CommandError(str(error)) from None
+    emit(args, result.as_dict(), f"archive {result.number} of {result.study} restored into {result.destination} "
+                                 f"({result.members} members, {result.bytes:,} bytes; every sha256 and the "
+                                 f"manifest signature checked; envelope {result.envelope})")
+    return EXIT_OK
+
+
+def cmd_archive_purge(args: argparse.Namespace) -> int:
+    from .purge import PurgeError, purge
+
+    context = open_context(args)
+    try:
+        result = purge(context, args.slug, actor=actor_name(args),
+                       via={"channel": "cli", "asserted_actor": True, "os_user": os_user()})
+    except (PurgeError, KeyStoreError) as error:
+        raise CommandError(str(error)) from None
+    emit(args, result.as_dict(), f"study {result.study} purged: {len(result.archives)} archive(s) deleted, "
+                                 f"{result.key_files} key file(s) shredded, vault "
+                                 f"{'destroyed' if result.vault else 'absent'}; certificate {result.certificate}")
     return EXIT_OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,21 +63,83 @@ class CustodianKit:
     identity_file: Path
 
 
-@pytest.fixture
-def custodians(sqlite_context, tmp_path) -> list[CustodianKit]:
-    """Three custodians registered with the hub, each with an identity file of their own."""
+def register_custodians(context, folder: Path) -> list[CustodianKit]:
     kits = []
+    folder.mkdir(exist_ok=True)
     for name in ("ada", "bert", "chloe"):
         identity = X25519Identity.generate()
-        path = tmp_path / "custodians" / f"{name}.key"
-        path.parent.mkdir(exist_ok=True)
+        path = folder / f"{name}.key"
         path.write_text(f"# {name}\n{identity.to_string()}\n")
         path.chmod(0o600)
-        add_custodian(sqlite_context, name, identity.recipient().to_string(), actor="admin")
+        add_custodian(context, name, identity.recipient().to_string(), actor="admin")
         kits.append(CustodianKit(name, identity, path))
     return kits
 
 
 @pytest.fixture
+def custodians(sqlite_context, tmp_path) -> list[CustodianKit]:
+    """Three custodians registered with the hub, each with an identity file of their own."""
+    return register_custodians(sqlite_context, tmp_path / "custodians")
+
+
+@pytest.fixture
+def custodians_pg(context, tmp_path) -> list[CustodianKit]:
+    """The same, registered through the `context` fixture (SQLite and real PostgreSQL)."""
+    return register_custodians(context, tmp_path / "custodians")
+
+
+@pytest.fixture
 def study_paths(sqlite_context) -> callable:
     return lambda slug: StudyPaths(sqlite_context.home, slug)
+
+
+@dataclass
+class StudyFiles:
+    slug: str
+    paths: StudyPaths
+    files: dict[str, bytes]  # archive path under the study folder -> content
+
+
+def write_study_files(context, slug: str, *, random_bytes: int = 256 * 1024) -> StudyFiles:
+    """An extract (a real DuckDB file), its manifest, two members' workspaces and the shared folder."""
+    import duckdb
+
+    paths = StudyPaths(context.home, slug)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(paths.extract)) as connection:
+        connection.execute("CREATE TABLE person AS SELECT 'P' || range AS pseudonym, range % 90 AS age "
+                           "FROM range(1000)")
+    paths.manifest.write_text('{"study": "%s", "signed": "fixture"}\n' % slug)
+    files: dict[str, bytes] = {}
+    alice, bob = paths.workspace("alice"), paths.workspace("bob")
+    for folder in (alice / "notebooks", bob, paths.shared / "results"):
+        folder.mkdir(parents=True, exist_ok=True)
+    contents = {
+        alice / "notebooks" / "analysis.ipynb": b'{"cells": []}\n',
+        alice / "data.bin": os.urandom(random_bytes),
+        alice / "résumé €.txt": "non-ASCII names survive\n".encode(),
+        bob / "notes.md": b"# notes\n" * 1000,
+        paths.shared / "results" / "table.csv": b"age,count\n40-49,12\n",
+    }
+    for path, data in contents.items():
+        path.write_bytes(data)
+        files[str(path.relative_to(paths.root))] = data
+    (alice / "empty-folder").mkdir()
+    os.symlink("notebooks/analysis.ipynb", alice / "latest.ipynb")
+    files[str(paths.extract.relative_to(paths.root))] = paths.extract.read_bytes()
+    files["manifest.json"] = paths.manifest.read_bytes()
+    return StudyFiles(slug, paths, files)
+
+
+def recovered_identity(context, slug: str, kits) -> X25519Identity:
+    from bubble_manager.archive.keys import decrypt_share, recover_archive_identity, study_share_files
+
+    files = {s["custodian"]: s["path"] for s in study_share_files(context.home, slug)}
+    texts = [decrypt_share(files[kit.name], kit.identity_file).to_text() for kit in kits[:2]]
+    return recover_archive_identity(None, slug, texts)
+
+
+@pytest.fixture
+def active_study(sqlite_context, custodians, frozen_clock) -> StudyFiles:
+    slug = make_study(sqlite_context, frozen_clock)
+    return write_study_files(sqlite_context, slug)
