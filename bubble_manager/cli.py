@@ -289,9 +289,16 @@ def cmd_studies_transition(args: argparse.Namespace) -> int:
         "revoke": lambda: operations.revoke(actor, slug, args.reason),
         "activate": lambda: operations.activate(actor, slug),
     }
+    before = operations.get(slug) if args.transition == "approve" else None
     study = handlers[args.transition]()
-    emit(args, study_summary(study, clock.utcnow()), f"{args.transition}: study {study.slug} is now {study.state.value}"
-          + (f" ({len(study.approvals)} approval(s) recorded)" if args.transition == "approve" else ""))
+    message = f"{args.transition}: study {study.slug} is now {study.state.value}"
+    if before is not None and before.amendment is not None:
+        message = (f"approve: {before.amendment.kind} amendment of {study.slug} "
+                   + ("approved and applied" if study.amendment is None
+                      else f"has {len(study.approvals)} approval(s), more needed"))
+    elif args.transition == "approve":
+        message += f" ({len(study.approvals)} approval(s) recorded)"
+    emit(args, study_summary(study, clock.utcnow()), message)
     return EXIT_OK
 
 
