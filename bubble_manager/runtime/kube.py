@@ -4,7 +4,8 @@ NetworkPolicy.
 The gate is the same as the local spawner's (`spec.build_spec`): the study comes from the server
 name, `user_options` are ignored, the default server is refused, and every refusal is audited.
 Order of a start: gate, volume claims (workspace and shared created if missing; the extract must
-exist and hold the study's current manifest), the NetworkPolicy, then the pod. The pod is checked
+exist and hold the study's current manifest, verified like the local spawner does: signed by the
+hub, for the approved request, matching the extract), the NetworkPolicy, then the pod. The pod is checked
 (`kube_checks`) right before it is sent, after any site hook. A failed start removes the pod, then
 the policy; a stop deletes the pod, waits until it is gone, and only then deletes the policy. If
 the pod cannot be confirmed gone the policy stays: the namespace's default-deny policy (from the
@@ -16,10 +17,8 @@ its cluster IP (the chart's config reads it from `HUB_SERVICE_HOST`).
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -32,6 +31,7 @@ from .. import clock
 from ..config import load_settings
 from ..operations import Context
 from ..store import load_study
+from . import extract_gate
 from .kube_checks import pod_problems, policy_problems, require_safe
 from .kube_objects import (MANIFEST_ANNOTATION, KubeOptions, bubble_network_policy, bubble_pod, extract_claim_name,
                            network_policy_name, shared_claim, shared_claim_name, to_manifest, workspace_claim,
@@ -47,12 +47,6 @@ def open_shared_context(home: str, config_file: str) -> Context:
     if key not in _contexts:
         _contexts[key] = Context.open(load_settings(home, config_file or None), migrate=False)
     return _contexts[key]
-
-
-def manifest_sha256(home: Path, slug: str) -> str:
-    """The sha256 of the study's signed manifest as the hub holds it, or '' if the extract is not built."""
-    path = StudyPaths(home, slug).manifest
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def check_hub_connect_url(url: str | None, hub_api_port: int) -> None:
@@ -132,24 +126,26 @@ class KubeBubbleSpawner(KubeSpawner):
             extra_labels={key: str(value) for key, value in self.common_labels.items()})
 
     def bubble_spec(self) -> BubbleSpec:
-        """Gate and spec from the store; a refusal is audited and raised as SpawnRefused."""
+        """Gate, extract verification and spec, as the local spawner does; a refusal is audited and raised."""
         context = self.context
         server_name = self.name or ""
+        now = clock.utcnow()
         with context.store.transaction() as session:
             study = load_study(session, server_name) if server_name else None
         try:
-            sha = manifest_sha256(context.home, study.slug) if study else ""
-            spec = build_spec(study, self.user.name, server_name, home=context.home, now=clock.utcnow(), uid=None,
-                              manifest_sha256=sha, command=tuple((self.cmd or []) + self.get_args()))
-            if not sha:
-                raise SpawnRefused("no-extract", f"the extract of study {spec.study} is not built yet; a bubble opens "
-                                                 "once it is (ask a data steward)")
+            build_spec(study, self.user.name, server_name, home=context.home, now=now, uid=None, manifest_sha256="",
+                       command=())
+            paths = StudyPaths(context.home, study.slug)
+            extract_gate.verify_for_spawn(paths, context.verifier(), study)
+            return build_spec(study, self.user.name, server_name, home=context.home, now=now, uid=None,
+                              manifest_sha256=extract_gate.manifest_sha256(paths),
+                              command=tuple((self.cmd or []) + self.get_args()),
+                              environment={"BUBBLE_STUDY_MEMBERS": str(len(study.members))})
         except SpawnRefused as refused:
             context.audit.record(actor=self.user.name, action="bubble.refused",
                                  study=study.slug if study else None,
                                  detail={"reason": refused.reason, "server": server_name, "runtime": "kubernetes"})
             raise
-        return spec
 
     # --- start ------------------------------------------------------------------------------------
 
@@ -165,9 +161,9 @@ class KubeBubbleSpawner(KubeSpawner):
         except BaseException:
             await self._remove_after_failed_start()
             raise
-        self.context.audit.record(actor=self.user.name, action="bubble.start", study=spec.study, detail={
+        self.context.audit.record(actor=self.user.name, action="bubble.spawn", study=spec.study, detail={
             "runtime": "kubernetes", "pod": self.pod_name, "namespace": self.namespace,
-            "manifest_sha256": spec.manifest_sha256})
+            "manifest_sha256": spec.manifest_sha256, "expires_at": spec.expires_at.isoformat()})
         return url
 
     async def get_pod_manifest(self):  # noqa: ANN201 - kubernetes V1Pod

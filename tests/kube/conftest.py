@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -19,6 +20,7 @@ from bubble_manager.runtime import kube  # noqa: E402
 from bubble_manager.runtime.kube_objects import KubeOptions  # noqa: E402
 from bubble_manager.runtime.spec import StudyPaths  # noqa: E402
 from bubble_manager.store import save_study  # noqa: E402
+from bubble_manager.study_request import canonical_json  # noqa: E402
 
 from ..test_studies import active  # noqa: E402
 from .fake_kube import FakeCluster  # noqa: E402
@@ -79,9 +81,16 @@ def study_home(bm_home: Path, sqlite_context, frozen_clock):
     study = active()
     with sqlite_context.store.transaction() as session:
         save_study(session, study)
-    manifest = StudyPaths(bm_home, study.slug).manifest
-    manifest.parent.mkdir(parents=True)
-    manifest.write_text('{"study": "t2d-statins"}\n')
+    paths = StudyPaths(bm_home, study.slug)
+    paths.root.mkdir(parents=True)
+    paths.extract.write_bytes(b"a stand-in for the study's DuckDB extract")
+    body = {"study": study.slug, "request_hash": study.request_hash,
+            "extract": {"size": paths.extract.stat().st_size,
+                        "sha256": hashlib.sha256(paths.extract.read_bytes()).hexdigest()}}
+    signer = sqlite_context.signer
+    paths.manifest.write_text(json.dumps({"manifest": body, "signature": {
+        "key_id": signer.key_id, "value": signer.sign(canonical_json(body).encode())}}))
+    manifest = paths.manifest
     yield SimpleNamespace(home=bm_home, study=study, context=sqlite_context, manifest=manifest)
     for context in kube._contexts.values():
         context.close()

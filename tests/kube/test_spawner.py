@@ -92,6 +92,15 @@ async def test_the_gate_refuses_and_audits_before_any_api_call(study_home, clust
     assert ("bubble.refused", reason) in [(a, d.get("reason")) for a, _, d in _audit_rows(study_home.context)]
 
 
+async def test_an_extract_that_fails_verification_is_refused(study_home, cluster, options):
+    fill_extract(cluster, options, study_home)
+    study_home.home.joinpath("studies", "t2d-statins", "extract.duckdb").write_bytes(b"altered after signing!!!!!!!!!!!!!!")
+    with pytest.raises(SpawnRefused, match="failed verification") as refused:
+        await make_spawner(study_home.home).start()
+    assert refused.value.reason == "extract-invalid"
+    assert cluster.calls == []
+
+
 async def test_a_study_without_extract_volume_is_refused(study_home, cluster):
     with pytest.raises(SpawnRefused, match="extract") as refused:
         await make_spawner(study_home.home).start()
@@ -136,7 +145,7 @@ async def test_policy_is_created_before_the_pod_and_deleted_after_it(study_home,
     assert cluster.names("pod") == [] and cluster.names("networkpolicy") == []
     assert len(cluster.names("pvc")) == 3  # the member's work outlives the bubble
     actions = [a for a, _, _ in _audit_rows(study_home.context)]
-    assert "bubble.start" in actions and actions[-1] == "bubble.stop"
+    assert "bubble.spawn" in actions and actions[-1] == "bubble.stop"
 
 
 async def test_a_leftover_policy_is_replaced_by_the_current_one(study_home, cluster, options):
