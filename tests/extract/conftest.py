@@ -23,6 +23,8 @@ from bubble_manager.runtime.spec import StudyPaths
 from bubble_manager.signing import init_signing_key
 from bubble_manager.studies import Actor
 
+from ..conftest import MovableClock
+
 UTC = dt.timezone.utc
 DEMO_CATALOG = Path(__file__).resolve().parents[2] / "bubble_manager" / "data" / "demo_catalog.yaml"
 PERSONS = 3000
@@ -30,6 +32,7 @@ CAROL = Actor("carol", frozenset({"researcher"}))
 SAM = Actor("sam", frozenset({"steward"}))
 ADMIN = Actor("admin", frozenset({"admin"}))
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+STARTED = dt.datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 CONFIG = """c.ArchiveSettings.custodian_threshold = 2
 c.ExtractSettings.cohort_timeout_seconds = 30
 c.ExtractSettings.build_memory_limit = "512MB"
@@ -82,7 +85,7 @@ def make_home(root: Path, warehouse: Path) -> Path:
     """A bubble-manager home whose warehouse is `warehouse` (a link), with keys and a config."""
     home = root / "home"
     (home / "warehouse").mkdir(parents=True)
-    shutil.copy(DEMO_CATALOG, home / "warehouse" / "catalog.yaml")
+    shutil.copy(DEMO_CATALOG, home / "warehouse" / "warehouse.catalog.yaml")
     (home / "warehouse" / "warehouse.duckdb").symlink_to(warehouse)
     (home / "bubble_manager_config.py").write_text(CONFIG)
     init_signing_key(home)
@@ -112,9 +115,11 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def fixed_clock(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(clock, "utcnow", lambda: NOW)
-    return NOW
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> MovableClock:
+    """The clock stands on 2026-11-23, before the test studies start (2026-12-01)."""
+    fake = MovableClock(NOW)
+    monkeypatch.setattr(clock, "utcnow", fake)
+    return fake
 
 
 @pytest.fixture
