@@ -75,8 +75,8 @@ def restore(context, archive: Path, destination: Path, identities: Iterable[Iden
     try:
         extracted = _extract(archive, staging, list(identities), envelope)
         try:
-            manifest = _check_manifest(context, extracted, envelope)
             extracted.create_symlinks()
+            manifest = _check_manifest(context, extracted, envelope)
             extracted.keep_manifest()
         finally:
             extracted.close()

@@ -393,18 +393,27 @@ class HashingSink:
         return self._hash.hexdigest()
 
 
+ENVIRONMENT_SCRIPT = """
+import importlib.metadata, json, platform, sys
+packages = sorted({(d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()})
+print(json.dumps({"python_version": sys.version, "platform": platform.platform(),
+                  "packages": [{"name": n, "version": v} for n, v in packages]}))
+"""
+
+
 def environment_description(context, settings: ArchiveSettings,
                             run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> bytes:
-    """The package list of the bubble environment (or the hub's own Python), as JSON bytes."""
+    """The package list of the bubble environment (or the hub's own Python), as JSON bytes.
+
+    The same `[{name, version}]` list `pip list --format=json` prints, read with
+    importlib.metadata in that Python (a bubble environment need not hold pip).
+    """
     python = settings.bubble_python or _default_bubble_python(context.home)
     description: dict[str, object] = {"python": python, "generated_at": clock.isoformat(clock.utcnow())}
     try:
-        result = run([python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
-                     capture_output=True, text=True, timeout=120, check=True)
-        description["packages"] = json.loads(result.stdout)
-        version = run([python, "-c", "import sys, platform; print(sys.version); print(platform.platform())"],
-                      capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
-        description["python_version"], description["platform"] = (version + ["", ""])[:2]
+        result = run([python, "-I", "-c", ENVIRONMENT_SCRIPT], capture_output=True, text=True, timeout=120,
+                     check=True)
+        description.update(json.loads(result.stdout))
     except (OSError, subprocess.SubprocessError, json.JSONDecodeError) as error:
         description["error"] = f"package list unavailable: {type(error).__name__}"
     return (json.dumps(description, indent=2, sort_keys=True) + "\n").encode("utf-8")
