@@ -1,0 +1,229 @@
+"""The Helm chart, through the real helm binary: lint, render, strict validation, schema, RBAC, checkov,
+and the hub configuration it ships run against the values it renders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .chart import (CHART, CHECKOV, NAMESPACE, RELEASE, VALUE_SETS, find, helm, hub_values, rendered, rendered_text,
+                    require, template_args)
+from .golden import validate_strict
+
+pytestmark = pytest.mark.kube
+VALUE_SET_NAMES = sorted(VALUE_SETS)
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_helm_lint_passes(values):
+    args = ["lint", "--strict", str(CHART), "--namespace", NAMESPACE]
+    if VALUE_SETS[values]:
+        args += ["--values", str(VALUE_SETS[values])]
+    result = helm(*args)
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_every_rendered_object_passes_strict_validation(values):
+    docs = rendered(values)
+    assert len(docs) > 15
+    for doc in docs:
+        validate_strict(doc)
+
+
+def test_examples_cover_the_documented_choices():
+    assert {"default", "production", "per-member-extract"} <= set(VALUE_SETS)
+    per_member = hub_values(rendered("per-member-extract"))
+    assert per_member["bubbles"]["extractMode"] == "per-member"
+    production = rendered("production")
+    images = {c["image"] for d in find(production, "Deployment") for c in d["spec"]["template"]["spec"]["containers"]}
+    assert all("@sha256:" in image for image in images)
+
+
+# --- the schema rejects wrong values ------------------------------------------------------------
+
+WRONG_VALUES = [
+    ({"unknownTopLevel": 1}, "unknownTopLevel"),
+    ({"hub": {"apiPortt": 8081}}, "apiPortt"),
+    ({"bubbles": {"uid": 0}}, "/bubbles/uid"),
+    ({"bubbles": {"gid": "100"}}, "/bubbles/gid"),
+    ({"bubbles": {"extractMode": "copy"}}, "/bubbles/extractMode"),
+    ({"bubbles": {"namespace": "Bubbles_NS"}}, "/bubbles/namespace"),
+    ({"images": {"bubble": {"tag": "latest"}}}, "/images/bubble/tag"),
+    ({"images": {"hub": {"digest": "sha256:abc"}}}, "/images/hub/digest"),
+    ({"hub": {"apiPort": 8888}}, "/hub/apiPort"),
+    ({"service": {"port": "10101"}}, "/service/port"),
+    ({"database": {"url": "mysql://root@db/x"}}, "/database/url"),
+    ({"database": {"egress": [{"to": []}]}}, "/database/egress"),
+    ({"auth": {"oidc": {"callbackUrl": "http://jupyter.example.org/hub/oauth_callback"}}}, "callbackUrl"),
+    ({"auth": {"type": "dummy"}}, "/auth/type"),
+    ({"proxy": {"serviceType": "ExternalName"}}, "/proxy/serviceType"),
+    ({"hub": {"home": {"size": "lots"}}}, "/hub/home/size"),
+]
+
+
+@pytest.mark.parametrize(("values", "names"), WRONG_VALUES, ids=[n for _, n in WRONG_VALUES])
+def test_the_schema_rejects_wrong_values(tmp_path, values, names):
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    result = helm(*template_args(path), check=False)
+    assert result.returncode != 0
+    assert names in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--namespace", "bubbles"], "must differ from the release namespace"),
+    (["--set", "database.existingSecret.name="], "set database.url or database.existingSecret.name"),
+    (["--set", "auth.oidc.existingSecret.name="], "OIDC client secret"),
+])
+def test_the_chart_refuses_inconsistent_values(extra, message):
+    result = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+# --- least privilege ----------------------------------------------------------------------------
+
+ALLOWED_RESOURCES = {"pods", "persistentvolumeclaims", "services", "secrets", "events", "networkpolicies", "jobs",
+                     "jobs/status"}
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_the_hub_may_only_manage_bubble_objects_in_the_bubbles_namespace(values):
+    docs = rendered(values)
+    bubbles_namespace = hub_values(docs)["bubbles"]["namespace"]
+    assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
+    roles = find(docs, "Role")
+    assert [r["metadata"]["namespace"] for r in roles] == [bubbles_namespace]
+    for rule in roles[0]["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+        assert set(rule["resources"]) <= ALLOWED_RESOURCES
+        assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+        if "secrets" in rule["resources"]:
+            assert set(rule["verbs"]) == {"create", "patch", "delete"}  # never read or list one
+        if {"events", "jobs/status"} & set(rule["resources"]):
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}
+    binding = find(docs, "RoleBinding")[0]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-bubble-manager-hub",
+                                    "namespace": NAMESPACE}]
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_the_bubbles_namespace_holds_no_secret_and_a_powerless_account(values):
+    docs = rendered(values)
+    bubbles_namespace = hub_values(docs)["bubbles"]["namespace"]
+    in_bubbles = [d for d in docs if d["metadata"].get("namespace") == bubbles_namespace]
+    assert not [d for d in in_bubbles if d["kind"] in ("Secret", "ConfigMap", "Deployment", "Pod")]
+    account = find(docs, "ServiceAccount", "bubble", bubbles_namespace)[0]
+    assert account["automountServiceAccountToken"] is False
+    assert not [s for b in find(docs, "RoleBinding") for s in b["subjects"] if s["name"] == "bubble"]
+    namespaces = find(docs, "Namespace")
+    if namespaces:
+        assert namespaces[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_default_deny_in_both_namespaces(values):
+    docs = rendered(values)
+    bubbles_namespace = hub_values(docs)["bubbles"]["namespace"]
+    for namespace in (NAMESPACE, bubbles_namespace):
+        deny = [p for p in find(docs, "NetworkPolicy", namespace=namespace)
+                if p["spec"]["podSelector"] == {} and "ingress" not in p["spec"] and "egress" not in p["spec"]]
+        assert deny and sorted(deny[0]["spec"]["policyTypes"]) == ["Egress", "Ingress"], namespace
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_only_the_hub_gets_a_service_account_token(values):
+    docs = rendered(values)
+    for deployment in find(docs, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        expected = deployment["metadata"]["name"].endswith("-hub")
+        assert spec["automountServiceAccountToken"] is expected, deployment["metadata"]["name"]
+        for container in spec["containers"] + spec.get("initContainers", []):
+            context = container["securityContext"]
+            assert context["runAsNonRoot"] and context["readOnlyRootFilesystem"]
+            assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"]
+
+
+# --- checkov ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_checkov_finds_no_failed_check_and_every_skip_is_explained(tmp_path):
+    checkov = require(CHECKOV)
+    for name in VALUE_SET_NAMES:
+        (tmp_path / f"{name}.yaml").write_text(rendered_text(name))
+    result = subprocess.run([str(checkov), "--directory", str(tmp_path), "--framework", "kubernetes", "--output",
+                             "json", "--skip-download", "--compact"],
+                            capture_output=True, text=True, timeout=600,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BC_SKIP_MAPPING": "TRUE"})
+    report = json.loads(result.stdout)
+    reports = report if isinstance(report, list) else [report]
+    failed = [(c["check_id"], c["resource"]) for r in reports for c in r["results"].get("failed_checks", [])]
+    assert failed == []
+    assert sum(r["summary"]["failed"] for r in reports) == 0
+    assert sum(r["summary"]["passed"] for r in reports) > 100
+    for skipped in (c for r in reports for c in r["results"].get("skipped_checks", [])):
+        reason = skipped.get("check_result", {}).get("suppress_comment", "")
+        assert len(reason) > 20, f"{skipped['check_id']} on {skipped['resource']} is skipped without a reason"
+
+
+# --- the hub configuration the chart ships ------------------------------------------------------
+
+def load_hub_config(tmp_path: Path, docs: list[dict]):
+    """Run files/jupyterhub_config.py as JupyterHub would, with the rendered values and fake secret files."""
+    from traitlets.config import PyFileConfigLoader
+
+    config_dir, secrets_dir = tmp_path / "config", tmp_path / "secrets"
+    config_dir.mkdir()
+    secrets_dir.mkdir()
+    config_map = next(d for d in find(docs, "ConfigMap") if d["metadata"]["name"].endswith("-config"))
+    for name, text in config_map["data"].items():
+        (config_dir / name).write_text(text)
+    for name in ("cookie-secret", "proxy-token", "service-token", "oidc-client-secret", "database-url"):
+        (secrets_dir / name).write_text("ab" * 32 if name == "cookie-secret" else f"{name}-value")
+    values = json.loads((config_dir / "values.json").read_text())
+    env = {"BUBBLE_MANAGER_CONFIG_DIR": str(config_dir), "BUBBLE_MANAGER_SECRETS_DIR": str(secrets_dir),
+           values["hubServiceEnv"] + "_SERVICE_HOST": "10.96.7.8"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        config = PyFileConfigLoader("jupyterhub_config.py", str(config_dir)).load_config()
+        bubble_config = PyFileConfigLoader("bubble_manager_config.py", str(config_dir)).load_config()
+    return config, bubble_config, values
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_the_hub_config_runs_and_sets_only_real_spawner_traits(tmp_path, values):
+    from bubble_manager.runtime.kube import KubeBubbleSpawner, check_hub_connect_url
+
+    docs = rendered(values)
+    config, bubble_config, settings = load_hub_config(tmp_path, docs)
+    spawner = config.KubeBubbleSpawner
+    unknown = set(spawner) - set(KubeBubbleSpawner.class_traits(config=True))
+    assert not unknown, f"the chart's hub config sets traits KubeBubbleSpawner does not have: {unknown}"
+    check_hub_connect_url(spawner.hub_connect_url, spawner.hub_api_port)
+    assert spawner.hub_connect_url == f"http://10.96.7.8:{settings['hubApiPort']}"
+    assert bubble_config.BubbleManager.db_url == "database-url-value"
+    assert config.JupyterHub.spawner_class == "bubble_manager.runtime.kube.KubeBubbleSpawner"
+    service = config.JupyterHub.services[0]
+    assert service["name"] == "bubble-manager" and service["api_token"] == "service-token-value"
+    assert service["url"] == f"http://{RELEASE}-bubble-manager-service:10101"
+    assert spawner.namespace == settings["bubbles"]["namespace"] != config.KubeBubbleSpawner.hub_namespace
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_spawner_labels_select_the_rendered_pods(tmp_path, values):
+    docs = rendered(values)
+    config, _, settings = load_hub_config(tmp_path, docs)
+    pods = {d["metadata"]["name"].rsplit("-", 1)[1]: d["spec"]["template"]["metadata"]["labels"]
+            for d in find(docs, "Deployment")}
+    assert config.KubeBubbleSpawner.hub_pod_labels.items() <= pods["hub"].items()
+    assert config.KubeBubbleSpawner.proxy_pod_labels.items() <= pods["proxy"].items()
+    assert not config.KubeBubbleSpawner.hub_pod_labels.items() <= pods["proxy"].items()
+    hub_service = find(docs, "Service", f"{RELEASE}-bubble-manager-hub")[0]
+    port = hub_service["spec"]["ports"][0]
+    assert port["port"] == port["targetPort"] == settings["hubApiPort"] == config.KubeBubbleSpawner.hub_api_port
+    assert hub_service["spec"]["selector"].items() <= pods["hub"].items()

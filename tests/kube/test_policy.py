@@ -1,0 +1,108 @@
+"""No bubble can reach anything but the hub API.
+
+Reads every NetworkPolicy that can select a bubble — the ones the chart renders into the bubbles
+namespace (default and example values) and the per-bubble ones the builder makes from the settings
+the chart hands the hub — and proves, independently of the production checks in kube_checks.py:
+policyTypes lists both Ingress and Egress; every egress rule has peers and ports; every peer names
+the hub pods by pod labels and the hub namespace by namespace labels; the only port is the hub API
+port over TCP; no ipBlock, no empty rule, no DNS port, no port range.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bubble_manager.runtime.kube_objects import KubeOptions, bubble_network_policy, to_manifest
+
+from .chart import VALUE_SETS, find, hub_values, rendered
+
+pytestmark = pytest.mark.kube
+DNS = {53, "53", "dns", "domain", "dns-tcp"}
+
+
+def egress_violations(policy: dict, hub_namespace: str, hub_labels: dict, hub_port: int) -> list[str]:
+    spec = policy["spec"]
+    name = policy["metadata"]["name"]
+    found = []
+    if set(spec.get("policyTypes", [])) != {"Ingress", "Egress"}:
+        found.append(f"{name}: policyTypes {spec.get('policyTypes')} is not both Ingress and Egress")
+    for rule in spec.get("egress") or []:
+        if not rule:
+            found.append(f"{name}: an empty egress rule allows everything")
+            continue
+        if not rule.get("to"):
+            found.append(f"{name}: an egress rule without peers allows every destination")
+        if not rule.get("ports"):
+            found.append(f"{name}: an egress rule without ports allows every port")
+        for peer in rule.get("to") or []:
+            if "ipBlock" in peer:
+                found.append(f"{name}: ipBlock {peer['ipBlock']}")
+            pods = peer.get("podSelector") or {}
+            namespaces = peer.get("namespaceSelector") or {}
+            if not pods.get("matchLabels") or pods.get("matchLabels") != hub_labels or pods.get("matchExpressions"):
+                found.append(f"{name}: peer {peer} does not select exactly the hub pods by labels")
+            if namespaces.get("matchLabels") != {"kubernetes.io/metadata.name": hub_namespace} or \
+                    namespaces.get("matchExpressions"):
+                found.append(f"{name}: peer {peer} does not select the hub namespace by its label")
+        for port in rule.get("ports") or []:
+            if port.get("port") in DNS:
+                found.append(f"{name}: DNS port {port}")
+            if "endPort" in port:
+                found.append(f"{name}: port range {port}")
+            if port.get("port") != hub_port or port.get("protocol", "TCP") != "TCP":
+                found.append(f"{name}: port {port} is not TCP/{hub_port}")
+    return found
+
+
+def bubble_policies(values: str) -> tuple[list[dict], dict]:
+    """The chart's policies in the bubbles namespace, plus a built per-bubble policy with the chart's settings."""
+    docs = rendered(values)
+    settings = hub_values(docs)
+    namespace = settings["bubbles"]["namespace"]
+    options = KubeOptions(namespace=namespace, hub_namespace=settings["namespace"],
+                          hub_pod_labels=settings["hubPodLabels"], proxy_pod_labels=settings["proxyPodLabels"],
+                          image=settings["bubbles"]["image"], hub_api_port=settings["hubApiPort"],
+                          extra_labels=settings["bubbleLabels"])
+    built = to_manifest(bubble_network_policy(options, pod_name="jupyter-alice--t2d-statins", study="t2d-statins"))
+    chart_policies = find(docs, "NetworkPolicy", namespace=namespace)
+    return chart_policies + [built], settings
+
+
+@pytest.mark.parametrize("values", sorted(VALUE_SETS))
+def test_no_egress_rule_allows_anything_but_the_hub_api(values):
+    policies, settings = bubble_policies(values)
+    assert len(policies) >= 2
+    assert any(p["spec"].get("egress") for p in policies), "the built policy must open the hub API"
+    for policy in policies:
+        assert egress_violations(policy, settings["namespace"], settings["hubPodLabels"],
+                                 settings["hubApiPort"]) == []
+
+
+@pytest.mark.parametrize("values", sorted(VALUE_SETS))
+def test_nothing_else_in_the_bubbles_namespace_opens_egress(values):
+    """A policy in the release namespace cannot open a bubble's egress; only bubbles-namespace ones count."""
+    docs = rendered(values)
+    namespace = hub_values(docs)["bubbles"]["namespace"]
+    for policy in find(docs, "NetworkPolicy", namespace=namespace):
+        assert not policy["spec"].get("egress") and not policy["spec"].get("ingress")
+
+
+def test_the_policy_check_catches_what_it_must(options):
+    """The proof above is only worth something if it fails on a leaky policy."""
+    hub = dict(options.hub_pod_labels)
+    good = to_manifest(bubble_network_policy(options, pod_name="p", study="s"))
+    assert egress_violations(good, "bubble-manager", hub, 8081) == []
+    leaks = {
+        "dns": {"to": good["spec"]["egress"][0]["to"], "ports": [{"port": 53, "protocol": "UDP"}]},
+        "internet": {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443}]},
+        "any port": {"to": good["spec"]["egress"][0]["to"]},
+        "anywhere": {"ports": [{"port": 8081}]},
+        "empty": {},
+        "all pods": {"to": [{"namespaceSelector": {}}], "ports": [{"port": 8081}]},
+        "range": {"to": good["spec"]["egress"][0]["to"], "ports": [{"port": 8081, "endPort": 9000}]},
+    }
+    for name, rule in leaks.items():
+        leaky = {**good, "spec": {**good["spec"], "egress": good["spec"]["egress"] + [rule]}}
+        assert egress_violations(leaky, "bubble-manager", hub, 8081), name
+    one_way = {**good, "spec": {**good["spec"], "policyTypes": ["Ingress"]}}
+    assert egress_violations(one_way, "bubble-manager", hub, 8081)
