@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-from . import __version__, clock
+from . import __version__
 from .catalog import CatalogError
-from .cli_common import (EXIT_ERROR, EXIT_FAILED, EXIT_OK, CommandError, add_actor_option, cli_actor, emit,
-                         home_of, open_context, operations_of, parse_date)
+from .cli_common import (EXIT_ERROR, EXIT_FAILED, EXIT_OK, CommandError, emit,
+                         home_of, open_context)
 from .operations import UnknownStudy
+from .study_commands import add_study_commands
 from .signing import SigningKeyError, init_signing_key
 from .store import StoreError
-from .studies import Study, TransitionError, study_summary
-from .study_request import RequestError, load_request_yaml
+from .studies import TransitionError
+from .study_request import RequestError
 
 # Each subsystem adds its commands through `register(groups)`; groups are the subparser sets
 # "root", "keys", "studies" and "audit".
@@ -33,11 +33,6 @@ SUBSYSTEM_COMMANDS = (
     "bubble_manager.lifecycle_commands",
     "bubble_manager.airlock.commands",
 )
-COMMAND_ROLES = {
-    "request": {"researcher"}, "edit": {"researcher"}, "submit": {"researcher"}, "extend": {"researcher"},
-    "members": {"researcher"}, "approve": {"steward"}, "reject": {"steward"}, "request-changes": {"steward"},
-    "retention": {"steward"}, "revoke": {"steward", "admin"}, "activate": {"admin"},
-}
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -50,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="Python config file (default: HOME/bubble_manager_config.py if present)")
     parser.add_argument("--db", help="database URL (default: SQLite file under HOME)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--hub-url", help="act through the hub's bubble-manager API as the owner of "
+                                          "$JUPYTERHUB_API_TOKEN (default: $BUBBLE_MANAGER_HUB_URL; unset: offline)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = commands.add_parser("demo-warehouse", help="build a synthetic OMOP-like warehouse and its catalog")
@@ -68,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                           required=True)
     db.add_parser("upgrade", help="apply schema migrations").set_defaults(handler=cmd_db_upgrade)
 
-    groups = {"root": commands, "keys": keys, "studies": _add_study_commands(commands),
+    groups = {"root": commands, "keys": keys, "studies": add_study_commands(commands),
               "audit": _add_audit_commands(commands)}
     for module_name in SUBSYSTEM_COMMANDS:
         try:
@@ -79,69 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(groups)
     return parser
-
-
-def _add_study_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    studies = commands.add_parser("studies", help="study requests and their lifecycle").add_subparsers(
-        dest="studies_command", metavar="ACTION", required=True)
-
-    listing = studies.add_parser("list", help="list studies")
-    listing.add_argument("--state", action="append", help="only this state (repeatable)")
-    listing.add_argument("--person", help="only studies this person requested or belongs to")
-    listing.set_defaults(handler=cmd_studies_list)
-
-    show = studies.add_parser("show", help="show one study")
-    show.add_argument("slug")
-    show.set_defaults(handler=cmd_studies_show)
-
-    for name, help_text in (("request", "create a draft study from a request file"),
-                            ("edit", "replace the request of a draft or a study with changes requested")):
-        sub = studies.add_parser(name, help=help_text)
-        sub.add_argument("--file", required=True, help="request YAML (see examples/study-request.yaml)")
-        add_actor_option(sub)
-        sub.set_defaults(handler=cmd_studies_request if name == "request" else cmd_studies_edit)
-
-    simple = {
-        "submit": ("submit a draft for review", None),
-        "approve": ("approve the submitted request or the pending amendment", "comment"),
-        "reject": ("reject the submitted request or the pending amendment", "comment!"),
-        "request-changes": ("send the request back to its requester", "comment!"),
-        "revoke": ("stop a study at once; it is then archived and purged", "reason!"),
-        "activate": ("move an approved study to active", None),
-    }
-    for name, (help_text, text_option) in simple.items():
-        sub = studies.add_parser(name, help=help_text)
-        sub.add_argument("slug")
-        add_actor_option(sub)
-        if text_option:
-            option = text_option.rstrip("!")
-            sub.add_argument(f"--{option}", required=text_option.endswith("!"), default="",
-                             help=f"{option} (recorded in the audit log)")
-        if name == "approve":
-            sub.add_argument("--include-free-text", action="append", default=[], metavar="TABLE.COLUMN",
-                             help="a requested free-text column this approval lets into the extract")
-        sub.set_defaults(handler=cmd_studies_transition, transition=name)
-
-    extend = studies.add_parser("extend", help="propose a later end date (a steward approves it)")
-    extend.add_argument("slug")
-    extend.add_argument("--until", required=True, type=parse_date, help="new last day, YYYY-MM-DD")
-    add_actor_option(extend)
-    extend.set_defaults(handler=cmd_studies_extend)
-
-    members = studies.add_parser("members", help="propose adding or removing members (a steward approves it)")
-    members.add_argument("slug")
-    members.add_argument("--add", action="append", default=[], metavar="NAME")
-    members.add_argument("--remove", action="append", default=[], metavar="NAME")
-    add_actor_option(members)
-    members.set_defaults(handler=cmd_studies_members)
-
-    retention = studies.add_parser("retention", help="override how long the study's archives are kept")
-    retention.add_argument("slug")
-    retention.add_argument("--days", type=int, required=True, help="days kept after the study ends")
-    retention.add_argument("--reason", required=True)
-    add_actor_option(retention)
-    retention.set_defaults(handler=cmd_studies_retention)
-    return studies
 
 
 def _add_audit_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -180,27 +114,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _study_lines(study: Study) -> str:
-    summary = study_summary(study, clock.utcnow())
-    lines = [f"{study.slug}: {study.title}",
-             f"  state      {summary['state']}",
-             f"  requester  {study.requester}",
-             f"  members    {', '.join(study.members)}",
-             f"  period     {study.starts} to {study.ends}"
-             + (f" ({summary['days_left']} days left)" if summary["days_left"] is not None else ""),
-             f"  version    {study.version} (sha256 {study.request_hash[:16]}...)"]
-    if study.approvals:
-        lines.append("  approvals  " + ", ".join(f"{a.steward} ({a.at:%Y-%m-%d})" for a in study.approvals))
-    if study.amendment:
-        lines.append(f"  amendment  {study.amendment.kind} proposed by {study.amendment.proposer}: "
-                     f"{json.dumps(study.amendment.body)}")
-    if study.retention_until:
-        lines.append(f"  retained   until {study.retention_until}")
-    if study.last_comment:
-        lines.append(f"  comment    {study.last_comment}")
-    return "\n".join(lines)
-
-
 # --- handlers ------------------------------------------------------------------------------------
 
 def cmd_demo_warehouse(args: argparse.Namespace) -> int:
@@ -227,102 +140,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     context = open_context(args, require_signer=False)
     context.close()
     emit(args, {"db": "upgraded"}, "database schema is up to date")
-    return EXIT_OK
-
-
-def cmd_studies_list(args: argparse.Namespace) -> int:
-    context = open_context(args)
-    found = operations_of(args, context).list(states=args.state, person=args.person)
-    now = clock.utcnow()
-    rows = [study_summary(s, now) for s in found]
-
-    def table() -> str:
-        if not rows:
-            return "no studies"
-        lines = [f"{'SLUG':<30} {'STATE':<18} {'ENDS':<10} {'REQUESTER':<20} TITLE"]
-        lines += [f"{r['slug']:<30} {r['state']:<18} {r['ends']:<10} {r['requester']:<20} {r['title']}" for r in rows]
-        return "\n".join(lines)
-
-    emit(args, rows, table)
-    return EXIT_OK
-
-
-def cmd_studies_show(args: argparse.Namespace) -> int:
-    study = operations_of(args, open_context(args)).get(args.slug)
-    emit(args, study_summary(study, clock.utcnow()), lambda: _study_lines(study))
-    return EXIT_OK
-
-
-def _read_request_file(path: str) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CommandError(f"request file {path} not found") from None
-    return load_request_yaml(text)
-
-
-def cmd_studies_request(args: argparse.Namespace) -> int:
-    document = _read_request_file(args.file)
-    study = operations_of(args, open_context(args)).request(cli_actor(args, COMMAND_ROLES["request"]), document)
-    emit(args, study_summary(study, clock.utcnow()),
-          f"study {study.slug} created as a draft by {study.requester}; submit it with "
-          f"`bubble-manager studies submit {study.slug} --actor {study.requester}`")
-    return EXIT_OK
-
-
-def cmd_studies_edit(args: argparse.Namespace) -> int:
-    document = _read_request_file(args.file)
-    study = operations_of(args, open_context(args)).edit(cli_actor(args, COMMAND_ROLES["edit"]), document)
-    emit(args, study_summary(study, clock.utcnow()), f"study {study.slug} is now at version {study.version}")
-    return EXIT_OK
-
-
-def cmd_studies_transition(args: argparse.Namespace) -> int:
-    operations = operations_of(args, open_context(args))
-    actor = cli_actor(args, COMMAND_ROLES[args.transition])
-    slug = args.slug
-    handlers = {
-        "submit": lambda: operations.submit(actor, slug),
-        "approve": lambda: operations.approve(actor, slug, args.comment, tuple(args.include_free_text)),
-        "reject": lambda: operations.reject(actor, slug, args.comment),
-        "request-changes": lambda: operations.request_changes(actor, slug, args.comment),
-        "revoke": lambda: operations.revoke(actor, slug, args.reason),
-        "activate": lambda: operations.activate(actor, slug),
-    }
-    before = operations.get(slug) if args.transition == "approve" else None
-    study = handlers[args.transition]()
-    message = f"{args.transition}: study {study.slug} is now {study.state.value}"
-    if before is not None and before.amendment is not None:
-        message = (f"approve: {before.amendment.kind} amendment of {study.slug} "
-                   + ("approved and applied" if study.amendment is None
-                      else f"has {len(study.approvals)} approval(s), more needed"))
-    elif args.transition == "approve":
-        message += f" ({len(study.approvals)} approval(s) recorded)"
-    emit(args, study_summary(study, clock.utcnow()), message)
-    return EXIT_OK
-
-
-def cmd_studies_extend(args: argparse.Namespace) -> int:
-    study = operations_of(args, open_context(args)).extend(cli_actor(args, COMMAND_ROLES["extend"]), args.slug, args.until)
-    emit(args, study_summary(study, clock.utcnow()),
-          f"extension to {args.until} proposed for {study.slug}; a steward approves it with "
-          f"`bubble-manager studies approve {study.slug} --actor STEWARD`")
-    return EXIT_OK
-
-
-def cmd_studies_members(args: argparse.Namespace) -> int:
-    study = operations_of(args, open_context(args)).change_members(cli_actor(args, COMMAND_ROLES["members"]), args.slug,
-                                                             tuple(args.add), tuple(args.remove))
-    emit(args, study_summary(study, clock.utcnow()),
-          f"member change proposed for {study.slug}; a steward approves it with "
-          f"`bubble-manager studies approve {study.slug} --actor STEWARD`")
-    return EXIT_OK
-
-
-def cmd_studies_retention(args: argparse.Namespace) -> int:
-    study = operations_of(args, open_context(args)).set_retention(cli_actor(args, COMMAND_ROLES["retention"]), args.slug,
-                                                            args.days, args.reason)
-    emit(args, study_summary(study, clock.utcnow()), f"retention of {study.slug} set to {args.days} days")
     return EXIT_OK
 
 

@@ -397,7 +397,7 @@ def _request_changes(study: Study, actor: Actor, action: RequestChanges, now: dt
 
 def _activate(study: Study, actor: Actor, action: Activate, now: dt.datetime, policy: Policy) -> Transition:
     _require_state(study, {State.approved}, "activate")
-    _require_any_role(actor, ("admin", "steward"), "activate a study")
+    _require_any_role(actor, ("admin",), "activate a study")
     if now < study.starts_at:
         raise TransitionError("not-started", f"study {study.slug} starts on {study.starts}; it can be activated from that day")
     if now >= study.expires_at:

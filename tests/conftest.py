@@ -85,3 +85,52 @@ def sqlite_context(bm_home: Path):
     ctx = Context.open(load_settings(bm_home))
     yield ctx
     ctx.close()
+
+
+TEST_WAREHOUSE_PERSONS = 600
+
+
+@pytest.fixture(scope="session")
+def small_warehouse(tmp_path_factory) -> Path:
+    """A small demo warehouse built once per test session (copied into homes that need it)."""
+    from bubble_manager.extract.demo_warehouse import build_demo_warehouse
+
+    folder = tmp_path_factory.mktemp("small-warehouse")
+    return build_demo_warehouse(folder / "warehouse.duckdb", persons=TEST_WAREHOUSE_PERSONS, seed=11,
+                                progress=False).path
+
+
+def make_home_activatable(home: Path, warehouse: Path) -> list[Path]:
+    """Give a home what `studies activate` needs: the warehouse and three custodians (k=2).
+
+    Returns the custodians' identity files (kept beside the home, as a custodian keeps them offline).
+    """
+    from bubble_manager.archive.age import X25519Identity
+    from bubble_manager.archive.keys import add_custodian
+    from bubble_manager.extract.demo_warehouse import catalog_path_for
+
+    target = home / "warehouse" / "warehouse.duckdb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(warehouse, target)
+    shutil.copy(catalog_path_for(warehouse), catalog_path_for(target))
+    context = Context.open(load_settings(home))
+    identity_files = []
+    try:
+        custodians = home.parent / f"{home.name}-custodians"
+        custodians.mkdir(exist_ok=True)
+        for name in ("ada", "bert", "chloe"):
+            identity = X25519Identity.generate()
+            path = custodians / f"{name}.key"
+            path.write_text(f"# custodian {name}\n{identity.to_string()}\n")
+            path.chmod(0o600)
+            add_custodian(context, name, identity.recipient().to_string(), actor="admin")
+            identity_files.append(path)
+    finally:
+        context.close()
+    return identity_files
+
+
+@pytest.fixture
+def activatable_home(bm_home: Path, small_warehouse: Path) -> Path:
+    make_home_activatable(bm_home, small_warehouse)
+    return bm_home

@@ -17,7 +17,9 @@ from .test_study_request import LOCAL_EXAMPLE
 
 
 @pytest.fixture
-def cli(bm_home, capsys, frozen_clock):
+def cli(activatable_home, capsys, frozen_clock):
+    bm_home = activatable_home
+
     def run(*args, expect=0):
         code = main(["--home", str(bm_home), *args])
         out, err = capsys.readouterr()

@@ -219,6 +219,7 @@ def test_activate_only_in_the_study_period():
     refused("not-started", study, ADMIN, Activate(), now=NOW)
     refused("expired", study, ADMIN, Activate(), now=dt.datetime(2027, 6, 1, tzinfo=UTC))
     refused("role", study, CAROL, Activate(), now=dt.datetime(2026, 12, 1, tzinfo=UTC))
+    refused("role", study, SAM, Activate(), now=dt.datetime(2026, 12, 1, tzinfo=UTC))
     refused("state", submitted(), ADMIN, Activate(), now=dt.datetime(2026, 12, 1, tzinfo=UTC))
 
 

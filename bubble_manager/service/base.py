@@ -191,4 +191,11 @@ def translate_errors(error: Exception) -> ApiError:
         return api_error
     if isinstance(error, UnknownStudy):
         return ApiError(404, str(error))
+    if isinstance(error, PermissionError):
+        return ApiError(403, str(error))
+    reason = getattr(error, "reason", None)
+    if reason is not None and type(error).__name__ in ("ExtractError", "CohortRefused", "PlanError"):
+        api_error = ApiError(409, str(error))  # the message is safe for the caller; `detail` never leaves
+        api_error.problems = [{"rule": f"extract-{reason}"}]
+        return api_error
     raise error

@@ -121,8 +121,7 @@ def build_document(server_prefix: str = "/services/bubble-manager/") -> dict[str
                                                    _body("RequiredComment")),
         "/studies/{slug}/revoke": _action("revoke at once (reason required)", [SCOPE_REVIEW, SCOPE_ADMIN],
                                           _inline_body({"reason": {"type": "string", "minLength": 1}}, ["reason"])),
-        "/studies/{slug}/activate": _action("build and verify the extract, then activate", [SCOPE_ADMIN,
-                                                                                            SCOPE_REVIEW]),
+        "/studies/{slug}/activate": _action("build and verify the extract, then activate", [SCOPE_ADMIN]),
         "/studies/{slug}/extend": _action("propose a later end date", [SCOPE_USE, SCOPE_REVIEW],
                                           _inline_body({"until": DATE}, ["until"])),
         "/studies/{slug}/members": _action("propose member changes", [SCOPE_USE, SCOPE_REVIEW], _inline_body(

@@ -23,7 +23,7 @@ ANY_ROLE = (SCOPE_USE, SCOPE_REVIEW, SCOPE_ADMIN)
 SLUG = r"(?P<slug>[a-z][a-z0-9-]{0,29})"
 ACTION_SCOPES = {
     "submit": (SCOPE_USE,), "approve": (SCOPE_REVIEW,), "reject": (SCOPE_REVIEW,),
-    "request-changes": (SCOPE_REVIEW,), "revoke": (SCOPE_REVIEW, SCOPE_ADMIN), "activate": (SCOPE_ADMIN, SCOPE_REVIEW),
+    "request-changes": (SCOPE_REVIEW,), "revoke": (SCOPE_REVIEW, SCOPE_ADMIN), "activate": (SCOPE_ADMIN,),
     "extend": (SCOPE_USE, SCOPE_REVIEW), "members": (SCOPE_USE, SCOPE_REVIEW),
 }
 

@@ -128,7 +128,7 @@ class RevokeHandler(_ActionHandler):
 
 
 class ActivateHandler(_ActionHandler):
-    scopes = {"POST": (SCOPE_ADMIN, SCOPE_REVIEW)}
+    scopes = {"POST": (SCOPE_ADMIN,)}
 
     def act(self, slug: str, body: dict[str, Any]) -> Study:
         activate = self.settings.get("bm_activate")

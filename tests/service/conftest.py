@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,21 +14,21 @@ from bubble_manager.config import load_settings
 from bubble_manager.operations import Context
 from bubble_manager.signing import init_signing_key
 
-from ..conftest import DEMO_CATALOG
+from ..conftest import make_home_activatable
 from .servicehub import ServiceHub, chp_path
 
 
-@pytest.fixture(scope="module")
-def service_home(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session")
+def service_home(tmp_path_factory, small_warehouse) -> Path:
     home = tmp_path_factory.mktemp("service-home")
     (home / "warehouse").mkdir()
-    shutil.copy(DEMO_CATALOG, home / "warehouse" / "warehouse.catalog.yaml")
     init_signing_key(home)
     Context.open(load_settings(home)).close()  # migrate before the service starts
+    make_home_activatable(home, small_warehouse)
     return home
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hub(tmp_path_factory, service_home):
     if chp_path() is None:
         pytest.skip("configurable-http-proxy is missing: `make test` installs it into node_modules (mk/runtime.mk)")
@@ -39,7 +38,7 @@ def hub(tmp_path_factory, service_home):
     hub.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tokens(hub) -> dict[str, str]:
     return {user: hub.token_for(user) for user in ("carol", "alice", "mallory", "sam", "tom", "adam", "nobody")}
 
@@ -75,7 +74,7 @@ class Api:
             return status, text.decode(errors="replace")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def api(hub) -> Api:
     return Api(hub)
 

@@ -67,7 +67,7 @@ class ServiceHub:
         path.write_text(CONFIG_TEMPLATE.replace("__SETTINGS__", json.dumps(config)))
         return path
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 180) -> None:
         config = self.write_config()
         env = {**os.environ, "BUBBLE_MANAGER_HOME": str(self.home)}
         self.log = open(self.folder / "hub.log", "w")
