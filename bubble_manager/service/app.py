@@ -39,6 +39,9 @@ class ServiceSettings(Configurable):
                         ).tag(config=True)
     smtp_port = Integer(25, help="SMTP port.").tag(config=True)
     smtp_sender = Unicode("bubble-manager@localhost", help="From address of notification e-mails.").tag(config=True)
+    email_domain = Unicode("", help="Domain appended to hub user names that are not e-mail addresses "
+                                    "(e.g. 'chu-example.fr'); empty: only names with an @ get e-mail.").tag(config=True)
+    steward_group = Unicode("stewards", help="Hub group whose members are told of new requests.").tag(config=True)
     expiring_within_days = Integer(14, help="The admin list flags bubbles whose study ends within this many days."
                                    ).tag(config=True)
 

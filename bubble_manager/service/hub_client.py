@@ -61,6 +61,14 @@ class HubClient:
                               "last_activity": server.get("last_activity"), "url": server.get("url")})
         return found
 
+    async def group_members(self, group: str) -> list[str]:
+        try:
+            return list((await self.request("GET", f"groups/{quote(group, safe='')}"))["users"])
+        except HubApiError as error:
+            if error.status == 404:
+                return []
+            raise
+
     async def stop_server(self, user: str, name: str) -> None:
         await self.request("DELETE", f"users/{quote(user, safe='')}/servers/{quote(name, safe='')}")
 

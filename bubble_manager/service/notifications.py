@@ -54,7 +54,12 @@ class Notifier:
         body = (f"{subject}\n\nStudy: {study.title}\nState: {study.state.value}\nEnds: {study.ends}\n"
                 f"{('Comment: ' + study.last_comment) if study.last_comment else ''}\n\n"
                 "Open the bubble-manager panel in JupyterHub for details.\n")
-        return self.send([p for p in dict.fromkeys(people) if "@" in p], subject, body)
+        return self.send([a for a in (self.address_of(p) for p in dict.fromkeys(people)) if a], subject, body)
+
+    def address_of(self, name: str) -> str | None:
+        if "@" in name:
+            return name
+        return f"{name}@{self.settings.email_domain}" if self.settings.email_domain else None
 
     def send(self, addresses: list[str], subject: str, body: str) -> list[str]:
         if not self.settings.smtp_host or not addresses:

@@ -18,6 +18,7 @@ from .admin_api import BUBBLE_STATUSES, bubble_rows
 from .authz import SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE
 from .base import ApiError, BaseHandler, translate_errors
 from .notifications import feed_for
+from .studies_api import notify_in_background
 
 ANY_ROLE = (SCOPE_USE, SCOPE_REVIEW, SCOPE_ADMIN)
 SLUG = r"(?P<slug>[a-z][a-z0-9-]{0,29})"
@@ -84,7 +85,8 @@ class NewStudyPage(PageHandler):
         try:
             study = self.operations.request(self.actor, document)
             if self.get_argument("then", "") == "submit":
-                study = self.operations.submit(self.actor, study.slug)
+                draft, study = study, self.operations.submit(self.actor, study.slug)
+                notify_in_background(self.settings, draft, study)
         except Exception as error:
             api_error = translate_errors(error)
             self.set_status(api_error.status_code)
@@ -111,7 +113,8 @@ class EditStudyPage(PageHandler):
         try:
             study = self.operations.edit(self.actor, document)
             if self.get_argument("then", "") == "submit":
-                study = self.operations.submit(self.actor, slug)
+                draft, study = study, self.operations.submit(self.actor, slug)
+                notify_in_background(self.settings, draft, study)
         except Exception as error:
             api_error = translate_errors(error)
             self.set_status(api_error.status_code)
@@ -145,7 +148,7 @@ class StudyActionPage(PageHandler):
         return ACTION_SCOPES.get(self.path_kwargs.get("action", ""), ())
 
     def post(self, slug: str, action: str) -> None:
-        self.visible_study(slug)
+        before = self.visible_study(slug)
         comment = self.get_argument("comment", "")
         operations, actor = self.operations, self.actor
         try:
@@ -181,6 +184,7 @@ class StudyActionPage(PageHandler):
         except Exception as error:
             self.go(f"studies/{slug}?error={quote(translate_errors(error).message)}")
             return
+        notify_in_background(self.settings, before, operations.get(slug))
         self.go(f"review/{slug}" if action in ("approve", "reject", "request-changes") and
                 self.get_argument("from", "") == "review" else f"studies/{slug}")
 

@@ -6,6 +6,7 @@ the authenticated caller, never a field of the document.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -66,6 +67,37 @@ class StudyHandler(BaseHandler):
         self.send_json(study_document(study))
 
 
+def event_of(before: Study, after: Study) -> str | None:
+    """The notification an action's result calls for (submitted, approved, amended...)."""
+    if after.state is not before.state:
+        return {State.submitted: "study.submitted", State.approved: "study.approved", State.rejected: "study.rejected",
+                State.changes_requested: "study.changes_requested", State.active: "study.activated",
+                State.revoked: "study.revoked"}.get(after.state)
+    if before.amendment is None and after.amendment is not None:
+        return "study.amendment_proposed"
+    if before.amendment is not None and after.amendment is None:
+        return "study.amended" if (after.ends, after.members) != (before.ends, before.members) \
+            else "study.amendment_rejected"
+    return None
+
+
+def notify_in_background(settings: dict, before: Study, after: Study) -> None:
+    event = event_of(before, after)
+    notifier = settings.get("bm_notifier")
+    if event is None or notifier is None:
+        return
+
+    async def send() -> None:
+        stewards: list[str] = []
+        hub = settings.get("bm_hub_api")
+        if event in ("study.submitted", "study.amendment_proposed") and hub is not None:
+            stewards = await hub.group_members(settings["bm_service"].steward_group)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: notifier.study_event(
+            after, event, stewards=stewards))
+
+    asyncio.ensure_future(send())
+
+
 class _ActionHandler(BaseHandler):
     """POST /studies/<slug>/<action>: one lifecycle action, answered with the updated study."""
 
@@ -75,6 +107,7 @@ class _ActionHandler(BaseHandler):
     def post(self, slug: str) -> None:
         self.visible_study(slug)
         body = self.json_body()
+        before = self.operations.get(slug)
         try:
             study = self.act(slug, body)
         except ApiError:
@@ -82,6 +115,7 @@ class _ActionHandler(BaseHandler):
         except Exception as error:
             raise translate_errors(error) from None
         self.send_json(study_document(study))
+        notify_in_background(self.settings, before, study)
 
 
 class SubmitHandler(_ActionHandler):

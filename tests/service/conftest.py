@@ -15,13 +15,62 @@ from bubble_manager.operations import Context
 from bubble_manager.signing import init_signing_key
 
 from ..conftest import make_home_activatable
-from .servicehub import ServiceHub, chp_path
+from .servicehub import ServiceHub, chp_path, free_port
+
+
+class SmtpSink:
+    """A real SMTP server on loopback that keeps every message it receives."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.messages: list = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+                import email
+
+                sink.messages.append(email.message_from_bytes(envelope.content))
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def start(self):
+        self.controller.start()
+
+    def stop(self):
+        self.controller.stop()
+
+    def wait_for(self, predicate, timeout: float = 30):
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [m for m in self.messages if predicate(m)]
+            if found:
+                return found
+            time.sleep(0.2)
+        return []
 
 
 @pytest.fixture(scope="session")
-def service_home(tmp_path_factory, small_warehouse) -> Path:
+def smtp_sink():
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def service_home(tmp_path_factory, small_warehouse, smtp_sink) -> Path:
     home = tmp_path_factory.mktemp("service-home")
     (home / "warehouse").mkdir()
+    (home / "bubble_manager_config.py").write_text(
+        "c.ServiceSettings.smtp_host = '127.0.0.1'\n"
+        f"c.ServiceSettings.smtp_port = {smtp_sink.port}\n"
+        "c.ServiceSettings.email_domain = 'chu.example'\n")
     init_signing_key(home)
     Context.open(load_settings(home)).close()  # migrate before the service starts
     make_home_activatable(home, small_warehouse)
