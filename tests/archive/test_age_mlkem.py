@@ -611,6 +611,7 @@ def test_age_cli_reads_hybrid_files_only_from_version_1_3(hybrid, tmp_path):
         assert result.returncode == 0 and result.stdout == data
     else:
         assert result.returncode != 0 and result.stdout == b""
+        assert b"unknown identity type" in result.stderr  # as docs/post-quantum.md quotes it
 
 
 # --- embedded data ------------------------------------------------------------------------------
