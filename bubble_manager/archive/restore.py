@@ -20,14 +20,15 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import Iterable
 
 import zstandard
 
 from ..store import load_study
-from .age import AgeError, AgePayloadError, AgeReader, Identity
+from .age import CHUNK_SIZE, AgeError, AgePayloadError, AgeReader, Identity
 from .fsutil import fsync_dir
 from .keys import SYSTEM_ACTOR
+from .pipeline import PrefetchReader, Worker
 from .manifest import MANIFEST_FORMAT, MANIFEST_NAME, SignedDocumentError, parse, verify
 from .snapshot import META_DIR, envelope_path_for, verify_envelope
 
@@ -131,23 +132,72 @@ def _read_envelope(context, archive: Path) -> dict | None:
 
 # --- extraction into the staging folder ---------------------------------------------------------
 
-class _HashingSource:
-    def __init__(self, raw: BinaryIO):
-        self._raw = raw
+class _StagedFile:
+    """One file being written by the writer thread: hashed as written, closed when done."""
+
+    def __init__(self, name: str, fd: int, mode: int, mtime: float):
+        self.name, self.fd, self.mode, self.mtime = name, fd, mode, mtime
         self.hash = hashlib.sha256()
         self.size = 0
 
-    def readinto(self, buffer) -> int:
-        count = self._raw.readinto(buffer) or 0
-        self.hash.update(memoryview(buffer)[:count])
-        self.size += count
-        return count
+    def write(self, chunk: bytes) -> None:
+        self.hash.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.size += len(chunk)
+
+    def finish(self, files: dict[str, tuple[int, str]]) -> None:
+        os.fchmod(self.fd, self.mode)
+        os.utime(self.fd, (self.mtime, self.mtime))
+        self.close()
+        files[self.name] = (self.size, self.hash.hexdigest())
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class ForwardReader:
+    """A stream that tarfile may `seek` forward only (skipping), so it reads without stream-mode copies."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._position = 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self.hash.update(data)
-        self.size += len(data)
+        if size is None or size < 0:
+            data = self._raw.read()
+        else:
+            data = self._raw.read(size)
+            if 0 < len(data) < size:
+                parts = [data]
+                got = len(data)
+                while got < size and (more := self._raw.read(size - got)):
+                    parts.append(more)
+                    got += len(more)
+                data = b"".join(parts)
+        self._position += len(data)
         return data
+
+    def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            position += self._position
+        elif whence != os.SEEK_SET:
+            raise OSError("cannot seek from the end of a stream")
+        if position < self._position:
+            raise tarfile.ReadError("the archive asks to go backwards in a stream; it is not a plain tar")
+        while self._position < position:
+            if not self.read(min(COPY_BUFFER, position - self._position)):
+                raise tarfile.ReadError("unexpected end of data")
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def seekable(self) -> bool:
+        return True
 
 
 class _Staging:
@@ -156,7 +206,10 @@ class _Staging:
     def __init__(self, root: Path):
         self.root = root
         self.root_fd = os.open(root, DIR_FLAGS)
-        self.files: dict[str, tuple[int, str]] = {}
+        self.files: dict[str, tuple[int, str]] = {}  # filled by the writer thread
+        self.file_names: set[str] = set()
+        self.open_files: list[_StagedFile] = []
+        self.writer = Worker("restore-writer")
         self.dirs: set[str] = set()
         self.links: dict[str, str] = {}
         self.manifest_bytes: bytes | None = None
@@ -167,9 +220,17 @@ class _Staging:
         self.ciphertext_size = 0
         self._parent_cache: tuple[str, int] | None = None
 
+    def finish_writing(self) -> None:
+        """Wait until every staged file is written and closed; raise what the writer hit."""
+        self.writer.finish()
+        self.bytes = sum(size for size, _ in self.files.values())
+
     def close(self) -> None:
         if self.root_fd < 0:
             return
+        self.writer.abort()
+        for staged in self.open_files:
+            staged.close()
         if self._parent_cache:
             os.close(self._parent_cache[1])
             self._parent_cache = None
@@ -201,7 +262,7 @@ class _Staging:
             return
         if self.manifest_bytes is not None:
             raise RestoreError(f"member {member.name!r} comes after the archive manifest, which must be last")
-        if name in self.files or name in self.dirs or name in self.links:
+        if name in self.file_names or name in self.dirs or name in self.links:
             raise RestoreError(f"member {member.name!r} appears twice")
         parent, _, base = name.rpartition("/")
         if parent and parent not in self.dirs:
@@ -247,19 +308,12 @@ class _Staging:
         source = tar.extractfile(member)
         assert source is not None
         fd = os.open(base, FILE_FLAGS, 0o600, dir_fd=self._parent_fd(parent))
-        digest = hashlib.sha256()
-        written = 0
-        with os.fdopen(fd, "wb", buffering=0) as out:
-            while chunk := source.read(COPY_BUFFER):
-                digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[out.write(view):]
-                written += len(chunk)
-            os.fchmod(out.fileno(), (member.mode & 0o755) | 0o600)
-            os.utime(out.fileno(), (member.mtime, member.mtime))
-        self.files[name] = (written, digest.hexdigest())
-        self.bytes += written
+        target = _StagedFile(name, fd, (member.mode & 0o755) | 0o600, member.mtime)
+        self.open_files.append(target)
+        self.file_names.add(name)
+        while chunk := source.read(COPY_BUFFER):
+            self.writer.submit(target.write, chunk)
+        self.writer.submit(target.finish, self.files)
 
     def _check_link(self, member: tarfile.TarInfo, name: str) -> None:
         target = member.linkname
@@ -293,35 +347,43 @@ def _extract(archive: Path, staging: Path, identities: list[Identity], envelope:
     tree = _Staging(staging)
     current = "(archive header)"
     try:
-        with open(archive, "rb", buffering=COPY_BUFFER) as raw:
-            source = _HashingSource(raw)
-            with AgeReader(source, identities) as reader:
-                current = "(compressed stream)"
-                decompressor = zstandard.ZstdDecompressor()
-                with decompressor.stream_reader(reader, read_size=COPY_BUFFER, closefd=False) as plain:
-                    with tarfile.open(fileobj=plain, mode="r|", bufsize=COPY_BUFFER) as tar:
-                        for member in tar:
-                            current = f"member {member.name!r}"
-                            tree.add(tar, member)
-                    current = "(end of compressed stream)"
-                    while plain.read(COPY_BUFFER):
-                        pass
-                current = "(end of archive)"
-                reader.verify_to_end()
-            tree.ciphertext_sha256, tree.ciphertext_size = source.hash.hexdigest(), source.size
+        with open(archive, "rb", buffering=0) as raw:
+            source = PrefetchReader(raw, COPY_BUFFER)
+            try:
+                with AgeReader(source, identities) as reader:
+                    current = "(compressed stream)"
+                    decompressor = zstandard.ZstdDecompressor()
+                    with decompressor.stream_reader(reader, read_size=CHUNK_SIZE, closefd=False) as plain:
+                        with tarfile.open(fileobj=ForwardReader(plain), mode="r:") as tar:
+                            for member in tar:
+                                current = f"member {member.name!r}"
+                                tree.add(tar, member)
+                        current = "(end of compressed stream)"
+                        while plain.read(COPY_BUFFER):
+                            pass
+                    current = "(end of archive)"
+                    reader.verify_to_end()
+            finally:
+                source.close()
+        tree.finish_writing()
+        tree.ciphertext_sha256, tree.ciphertext_size = source.hash.hexdigest(), source.size
     except AgePayloadError as error:
+        tree.close()
         chunk = f"chunk {error.chunk_index}" if error.chunk_index is not None else "its payload"
         raise RestoreError(f"{archive.name} is damaged at {chunk} (while reading {current}): {error}; "
                            "nothing was restored") from None
     except AgeError as error:
+        tree.close()
         raise RestoreError(f"{archive.name} cannot be decrypted: {error}") from None
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as error:
+        tree.close()
         raise RestoreError(f"{archive.name}: {current} is damaged ({error}); nothing was restored") from None
     except RestoreError as error:
+        tree.close()
         raise RestoreError(f"{archive.name}: {error}; nothing was restored") from None
-    finally:
-        if not tree.ciphertext_sha256:
-            tree.close()
+    except BaseException:
+        tree.close()
+        raise
     if envelope is not None and (tree.ciphertext_sha256, tree.ciphertext_size) != (envelope["sha256"],
                                                                                    envelope["size"]):
         tree.close()

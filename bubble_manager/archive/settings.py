@@ -27,7 +27,8 @@ class ArchiveSettings(Configurable):
                                                   "are left out with a warning.").tag(config=True)
     max_members = Integer(1_000_000, help="Most files, folders and links one archive may hold.").tag(config=True)
     zstd_level = Integer(3, help="zstd compression level of archives (1-19).").tag(config=True)
-    zstd_threads = Integer(0, help="zstd worker threads; 0 uses every CPU.").tag(config=True)
+    zstd_threads = Integer(2, help="zstd worker threads (jobs of 1 MiB each); 0 compresses on the snapshot's "
+                                   "own thread.").tag(config=True)
     bubble_python = Unicode("", help="Python of the bubble environment, whose `pip list` describes the "
                                      "environment inside archives (default: home/bubble-env/bin/python if "
                                      "present, else the hub's own Python).").tag(config=True)

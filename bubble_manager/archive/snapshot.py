@@ -48,6 +48,7 @@ from .walk import Entry, Limits, TreeWalker, WalkReport
 SNAPSHOT_STATES = {State.approved, State.active, State.expired, State.revoked, State.archived}
 META_DIR = "_archive"
 COPY_BUFFER = 1 << 20
+ZSTD_JOB_BYTES = 1 << 20
 ENVELOPE_SUFFIX = ".envelope.json"
 
 
@@ -228,17 +229,19 @@ class TarSummary:
         return self.report.counts()
 
 
-def _write_tar(context, slug: str, number: int, created_at: str, age_writer: AgeWriter,
+def _write_tar(context, slug: str, number: int, created_at: str, output: BinaryIO,
                settings: ArchiveSettings) -> TarSummary:
-    threads = settings.zstd_threads if settings.zstd_threads > 0 else -1
-    compressor = zstandard.ZstdCompressor(level=settings.zstd_level, threads=threads, write_checksum=True)
+    # Small zstd jobs keep the workers' buffers to a few MiB (the default job is 4 windows, 8 MiB+).
+    parameters = zstandard.ZstdCompressionParameters.from_level(
+        settings.zstd_level, threads=settings.zstd_threads, job_size=ZSTD_JOB_BYTES, write_checksum=1)
+    compressor = zstandard.ZstdCompressor(compression_params=parameters)
     paths = StudyPaths(context.home, slug)
     limits = Limits(settings.max_file_bytes, settings.max_total_bytes, settings.max_members)
     report = WalkReport()
     walker = TreeWalker(limits, report)
     members: list[dict] = []
-    with compressor.stream_writer(age_writer, closefd=False, write_size=COPY_BUFFER) as zstd_writer:
-        with tarfile.open(fileobj=zstd_writer, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BUFFER) as tar:
+    with compressor.stream_writer(output, closefd=False, write_size=COPY_BUFFER) as zstd_writer:
+        with tarfile.open(fileobj=CountingWriter(zstd_writer), mode="w", format=tarfile.PAX_FORMAT) as tar:
             tar.copybufsize = COPY_BUFFER
             writer = _TarMembers(tar, members, report, int(clock.parse_iso(created_at).timestamp()))
             writer.add_dir(slug, 0o755, writer.mtime)
@@ -370,6 +373,22 @@ class HashingReader:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+class CountingWriter:
+    """Gives tarfile's random-access mode the `tell` it wants over a stream, without its stream-mode copies."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._position = 0
+
+    def write(self, data) -> int:
+        self._raw.write(data)
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
 
 
 class HashingSink:
