@@ -6,7 +6,7 @@
 # data folders are kept under .tools/helm (tests set HELM_*_HOME there).
 # checkov: in its own venv (.tools/checkov-venv), so its many pins never fight the project's.
 
-PIP_EXTRAS := $(PIP_EXTRAS),kube,kubetest
+PIP_EXTRAS := $(PIP_EXTRAS),kube,kubetest,oauth
 TEST_DEPS += kube-tools
 
 KUBE_TOOLS := .tools

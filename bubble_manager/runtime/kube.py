@@ -17,6 +17,7 @@ its cluster IP (the chart's config reads it from `HUB_SERVICE_HOST`).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from dataclasses import replace
 from typing import Any
@@ -142,15 +143,18 @@ class KubeBubbleSpawner(KubeSpawner):
                               command=tuple((self.cmd or []) + self.get_args()),
                               environment={"BUBBLE_STUDY_MEMBERS": str(len(study.members))})
         except SpawnRefused as refused:
-            context.audit.record(actor=self.user.name, action="bubble.refused",
-                                 study=study.slug if study else None,
-                                 detail={"reason": refused.reason, "server": server_name, "runtime": "kubernetes"})
+            self._audit("bubble.refused", study.slug if study else None,
+                        {"reason": refused.reason, "server": server_name})
             raise
+
+    def _audit(self, action: str, study: str | None, detail: dict[str, Any]) -> None:
+        self.context.audit.record(actor=self.user.name, action=action, study=study,
+                                  detail={"runtime": "kubernetes", **detail})
 
     # --- start ------------------------------------------------------------------------------------
 
     async def _start(self) -> str:
-        spec = self.bubble_spec()
+        spec = await asyncio.to_thread(self.bubble_spec)  # the store is synchronous: keep the hub's loop free
         check_hub_connect_url(self.hub_connect_url, self.hub_api_port)
         self._bubble_spec = spec
         options = self.kube_options()
@@ -158,11 +162,13 @@ class KubeBubbleSpawner(KubeSpawner):
         await self._create_network_policy(options, spec)
         try:
             url = await super()._start()
-        except BaseException:
+        except BaseException as error:
             await self._remove_after_failed_start()
+            await asyncio.to_thread(self._audit, "bubble.failed", spec.study,
+                                    {"reason": type(error).__name__, "pod": self.pod_name})
             raise
-        self.context.audit.record(actor=self.user.name, action="bubble.spawn", study=spec.study, detail={
-            "runtime": "kubernetes", "pod": self.pod_name, "namespace": self.namespace,
+        await asyncio.to_thread(self._audit, "bubble.spawn", spec.study, {
+            "pod": self.pod_name, "namespace": self.namespace,
             "manifest_sha256": spec.manifest_sha256, "expires_at": spec.expires_at.isoformat()})
         return url
 
@@ -240,6 +246,10 @@ class KubeBubbleSpawner(KubeSpawner):
             return
         await self._delete_network_policy()
 
+    async def delete_forever(self) -> None:
+        """A deleted named server keeps its study volumes: snapshots archive them, retention purges them."""
+        await asyncio.to_thread(self._audit, "bubble.server-deleted", self.name or None, {"server": self.name})
+
     # --- stop -------------------------------------------------------------------------------------
 
     async def stop(self, now: bool = False) -> None:
@@ -247,7 +257,6 @@ class KubeBubbleSpawner(KubeSpawner):
         await super().stop(now=now)
         await self._delete_network_policy()
         spec = getattr(self, "_bubble_spec", None)
-        self.context.audit.record(actor=self.user.name, action="bubble.stop",
-                                  study=spec.study if spec else (self.name or None),
-                                  detail={"runtime": "kubernetes", "pod": self.pod_name, "namespace": self.namespace})
+        await asyncio.to_thread(self._audit, "bubble.stop", spec.study if spec else (self.name or None),
+                                {"pod": self.pod_name, "namespace": self.namespace})
 

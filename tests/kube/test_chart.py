@@ -205,6 +205,10 @@ def test_the_hub_config_runs_and_sets_only_real_spawner_traits(tmp_path, values)
     unknown = set(spawner) - set(KubeBubbleSpawner.class_traits(config=True))
     assert not unknown, f"the chart's hub config sets traits KubeBubbleSpawner does not have: {unknown}"
     check_hub_connect_url(spawner.hub_connect_url, spawner.hub_api_port)
+    from oauthenticator.generic import GenericOAuthenticator
+
+    unknown = set(config.GenericOAuthenticator) - set(GenericOAuthenticator.class_traits(config=True))
+    assert not unknown, f"the chart's hub config sets traits GenericOAuthenticator does not have: {unknown}"
     assert spawner.hub_connect_url == f"http://10.96.7.8:{settings['hubApiPort']}"
     assert bubble_config.BubbleManager.db_url == "database-url-value"
     assert config.JupyterHub.spawner_class == "bubble_manager.runtime.kube.KubeBubbleSpawner"

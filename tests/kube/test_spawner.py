@@ -169,6 +169,7 @@ async def test_nothing_is_left_after_a_failed_start(study_home, cluster, options
     with pytest.raises(Exception):
         await spawner.start()
     assert cluster.names("pod") == [] and cluster.names("networkpolicy") == []
+    assert "bubble.failed" in [a for a, _, _ in _audit_rows(study_home.context)]
     created_policy = cluster.calls.index(("create", "networkpolicy", POLICY))
     attempts = [i for i, call in enumerate(cluster.calls) if call[:2] == ("create", "pod")]
     assert attempts and min(attempts) > created_policy
@@ -221,3 +222,14 @@ async def test_per_member_extract_copies(study_home, cluster, options):
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v}
     assert "extract-t2d-statins-alice-2bd806c9" in claims
     await spawner.stop(now=True)
+
+
+async def test_deleting_the_named_server_keeps_the_study_volumes(study_home, cluster, options):
+    fill_extract(cluster, options, study_home)
+    spawner = make_spawner(study_home.home)
+    await spawner.start()
+    await spawner.stop(now=True)
+    cluster.calls.clear()
+    await spawner.delete_forever()
+    assert cluster.calls == [] and len(cluster.names("pvc")) == 3
+    assert _audit_rows(study_home.context)[-1][0] == "bubble.server-deleted"
