@@ -126,7 +126,17 @@ const provider = new Provider(config.issuer, {
   features: {
     devInteractions: { enabled: false },
     revocation: { enabled: true },
-    rpInitiatedLogout: { enabled: true },
+    rpInitiatedLogout: {
+      enabled: true,
+      async logoutSource(ctx, form) {
+        ctx.body = page('Sign out', `<p>Sign out of the development identity provider too?</p>${form}
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button>`);
+      },
+      async postLogoutSuccessSource(ctx) {
+        ctx.body = page('Signed out', '<p>You are signed out of the development identity provider.</p>');
+      },
+    },
   },
   pkce: { required: () => true },
   ttl: {
