@@ -40,7 +40,7 @@ from traitlets.config import Configurable
 from .. import clock
 from ..runtime.spec import StudyPaths
 from ..store import ArchiveRow
-from .age import (AgeError, AgeReader, HybridIdentity, HybridRecipient, Identity, Recipient, X25519Identity,
+from .age import (AgeError, AgeReader, HybridIdentity, Identity, Recipient, X25519Identity,
                   parse_recipient, read_header, rewrite_header)
 from .age_format import read_header_bytes, parse_header, unwrap_file_key
 from .age_mlkem import STANZA_TYPE as HYBRID_STANZA_TYPE
