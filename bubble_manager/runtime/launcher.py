@@ -104,6 +104,16 @@ def _child_setup(uid: int, gid: int, umask: int, cgroup: cgroups.BubbleCgroup | 
     return setup
 
 
+def _args_through_fd(argv: list[str]) -> tuple[list[str], int]:
+    """bwrap reads its options from a file descriptor (`--args FD`), so the sandbox's own
+    /proc/1/cmdline shows `bwrap --args N`, not the host paths of its mounts."""
+    separator = argv.index("--")
+    fd = os.memfd_create("bwrap-args", 0)
+    os.write(fd, b"".join(arg.encode() + b"\0" for arg in argv[1:separator]))
+    os.lseek(fd, 0, os.SEEK_SET)
+    return [argv[0], "--args", str(fd), *argv[separator:]], fd
+
+
 class Launch:
     """One supervised bubble, from a plan (see `bubble_manager.runtime.local.launch_plan`)."""
 
@@ -138,9 +148,13 @@ class Launch:
         self.make_cgroup(log)
         signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED_SIGNALS)
         streams = {} if foreground else {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log}
-        self.process = subprocess.Popen(
-            plan["argv"], env=plan["env"], close_fds=True, **streams,
-            preexec_fn=_child_setup(int(plan["uid"]), int(plan["gid"]), int(plan.get("umask", 0o007)), self.cgroup))
+        argv, args_fd = _args_through_fd(plan["argv"])
+        try:
+            self.process = subprocess.Popen(
+                argv, env=plan["env"], close_fds=True, pass_fds=(args_fd,), **streams,
+                preexec_fn=_child_setup(int(plan["uid"]), int(plan["gid"]), int(plan.get("umask", 0o007)), self.cgroup))
+        finally:
+            os.close(args_fd)
         self.state = {
             "status": "running", "launcher_pid": os.getpid(), "launcher_start": process_start_ticks(os.getpid()),
             "bwrap_pid": self.process.pid, "uid": plan["uid"], "gid": plan["gid"], "started_at": _now(),
