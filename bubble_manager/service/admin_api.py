@@ -89,15 +89,10 @@ class AuditHandler(BaseHandler):
     scopes = {"GET": (SCOPE_ADMIN,)}
 
     def get(self) -> None:
-        try:
-            since = int(self.get_argument("since", "0"))
-            limit = min(int(self.get_argument("limit", "200")), 1000)
-        except ValueError:
-            raise ApiError(400, "since and limit are whole numbers", field="limit") from None
-        entries = self.context.audit.entries(study=self.get_argument("study", None) or None,
-                                             action=self.get_argument("action", None) or None,
-                                             actor=self.get_argument("actor", None) or None,
-                                             since_seq=since, limit=limit)
+        since = self.query_int("since", 0, 0, 2**62)
+        limit = self.query_int("limit", 200, 1, 1000)
+        entries = self.context.audit.entries(study=self.query_text("study"), action=self.query_text("action"),
+                                             actor=self.query_text("actor"), since_seq=since, limit=limit)
         self.send_json({"entries": [e.as_dict() for e in entries]})
 
 

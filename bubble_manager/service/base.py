@@ -119,6 +119,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             raise ApiError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
+        try:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, "the request body holds text that is not valid Unicode (a lone surrogate)") from None
         return body
 
     def text_field(self, body: dict[str, Any], name: str, *, required: bool = False, max_length: int = 5000) -> str:
@@ -131,6 +135,29 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             raise ApiError(400, f"{name} is required", field=name)
         if len(value) > max_length:
             raise ApiError(400, f"{name} is longer than {max_length} characters", field=name)
+        return value
+
+    def query_text(self, name: str, max_length: int = 200) -> str | None:
+        """A query parameter as clean text (no control characters or lone surrogates), or a 400."""
+        value = self.get_argument(name, "") or None
+        if value is None:
+            return None
+        if len(value) > max_length or not value.isprintable():
+            raise ApiError(400, f"{name} must be printable text of at most {max_length} characters", field=name)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, f"{name} is not valid text", field=name) from None
+        return value
+
+    def query_int(self, name: str, default: int, low: int, high: int) -> int:
+        text = self.get_argument(name, "")
+        try:
+            value = int(text) if text else default
+        except ValueError:
+            raise ApiError(400, f"{name} must be a whole number", field=name) from None
+        if not low <= value <= high:
+            raise ApiError(400, f"{name} must be between {low} and {high}", field=name)
         return value
 
     def send_json(self, data: Any, status: int = 200) -> None:

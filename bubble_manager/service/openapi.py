@@ -139,7 +139,7 @@ def build_document(server_prefix: str = "/services/bubble-manager/") -> dict[str
         "/audit": {"get": _op("audit entries, filtered", [SCOPE_ADMIN], ok=None, params=[
             {"name": name, "in": "query", "required": False, "schema": schema} for name, schema in (
                 ("study", {"type": "string"}), ("action", {"type": "string"}), ("actor", {"type": "string"}),
-                ("since", {"type": "integer", "minimum": 0}), ("limit", {"type": "integer", "minimum": 1,
+                ("since", {"type": "integer", "minimum": 0, "maximum": 2**62}), ("limit", {"type": "integer", "minimum": 1,
                                                                           "maximum": 1000}))])},
         "/audit/verify": {"get": _op("integrity of the audit chain", [SCOPE_ADMIN], ok=None)},
         "/archives": {"get": _op("archives", [SCOPE_ADMIN], ok=None)},

@@ -46,6 +46,7 @@ class ServiceHub:
         self.port = free_port()
         self.hub_port = free_port()
         self.service_port = free_port()
+        self.proxy_api_port = free_port()
         self.admin_token = os.urandom(16).hex()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -56,7 +57,7 @@ class ServiceHub:
 
     def write_config(self) -> Path:
         config = {
-            "port": self.port, "hub_port": self.hub_port, "service_port": self.service_port,
+            "port": self.port, "hub_port": self.hub_port, "proxy_api_port": self.proxy_api_port, "service_port": self.service_port,
             "admin_token": self.admin_token, "home": str(self.home), "python": sys.executable,
             "chp": chp_path(), "groups": GROUPS, "users": USERS, "password": PASSWORD,
             "custom_scopes": CUSTOM_SCOPES, "scopes": {"use": SCOPE_USE, "review": SCOPE_REVIEW, "admin": SCOPE_ADMIN},
@@ -120,6 +121,7 @@ c.JupyterHub.hub_port = s["hub_port"]
 c.JupyterHub.db_url = s["db"]
 c.JupyterHub.cookie_secret = bytes.fromhex("ab" * 32)
 c.ConfigurableHTTPProxy.command = [s["chp"]]
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s['proxy_api_port']}"
 c.ConfigurableHTTPProxy.auth_token = "proxy-token-for-tests"
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = s["password"]
