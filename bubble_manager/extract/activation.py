@@ -14,9 +14,13 @@ from .build import ExtractError, build_extract, current_extract
 from .manifest import verify_extract
 
 
-def activate_with_extract(context: Context, actor: Actor, slug: str, progress: bool = False) -> Study:
-    """Build (or reuse a current, verified) extract, verify it, create the workspaces, activate."""
-    operations = StudyOperations(context)
+def activate_with_extract(context: Context, actor: Actor, slug: str, progress: bool = False, *,
+                          operations: StudyOperations | None = None) -> Study:
+    """Build (or reuse a current, verified) extract, verify it, create the workspaces, activate.
+
+    Pass the caller's `operations` to keep its channel (`via`) in the audit entries.
+    """
+    operations = operations or StudyOperations(context)
     study = operations.get(slug)
     try:  # the pure rules first: no build for an activation that would be refused anyway
         studies.apply(study, actor, studies.Activate(), now=clock.utcnow(), policy=context.policy)

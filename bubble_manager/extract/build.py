@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from sqlalchemy import select, update
@@ -35,7 +35,8 @@ from ..study_request import canonical_json
 from .cohort import CohortRefused, ensure_cohort_database, exclusive_lock, fsync_path, select_cohort, \
     warehouse_fingerprint
 from .manifest import Verification, build_manifest, manifest_bytes, sha256_file, sign_manifest, verify_extract
-from .pipeline import attach_warehouse, build_connection, stage_cohort, write_tables
+from .pipeline import (KeyNotUnique, attach_warehouse, build_connection, register_person_map, resolve_cohort,
+                       stage_tables, write_tables)
 from .plan import ExtractPlan, PlanError, make_plan
 from .pseudonyms import new_date_offsets, new_pseudonyms
 from .risk import risk_report
@@ -46,9 +47,10 @@ BUILD_STATES = {State.approved, State.active}
 LEFTOVER_PATTERNS = (".extract.duckdb.*", ".manifest.json.*.tmp", ".vault.age.*.tmp")
 
 
-class ExtractError(RuntimeError):
+class ExtractError(ValueError):
     """The extract was not built. `reason` is a stable code; the message says what to do;
-    `detail` (which may quote data) is for stewards only and never logged."""
+    `detail` (which may quote data) is for stewards only and never logged. A ValueError, so the
+    CLI prints it as `error: ...` like any other refused input."""
 
     def __init__(self, reason: str, message: str, detail: str | None = None):
         self.reason = reason
@@ -134,17 +136,25 @@ def _audit_failure(context: Context, actor: Actor, slug: str, stage: str, reason
 
 def _build_locked(context: Context, actor: Actor, study: Study, plan: ExtractPlan, settings: ExtractSettings,
                   paths: StudyPaths, progress: bool) -> BuildResult:
-    started = time.perf_counter()
-    catalog = context.catalog
-    warehouse = Path(context.settings.warehouse_path)
-    fingerprint = warehouse_fingerprint(warehouse, catalog)
-    bar = tqdm(total=3 + 2 * len(plan.tables), desc=f"extract {study.slug}", unit="step", disable=not progress,
+    bar = tqdm(total=2 + 2 * len(plan.tables), desc=f"extract {study.slug}", unit="step", disable=not progress,
                leave=False)
 
     def step(label: str) -> None:
         bar.set_postfix_str(label)
         bar.update(1)
 
+    try:
+        return _build_steps(context, actor, study, plan, settings, paths, step)
+    finally:
+        bar.close()
+
+
+def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan, settings: ExtractSettings,
+                 paths: StudyPaths, step: Callable[[str], None]) -> BuildResult:
+    started = time.perf_counter()
+    catalog = context.catalog
+    warehouse = Path(context.settings.warehouse_path)
+    fingerprint = warehouse_fingerprint(warehouse, catalog)
     ensure_study_keys(context, study.slug, actor=actor.name)
     recipients = study_recipients(context, study.slug)
     previous = None
@@ -164,13 +174,18 @@ def _build_locked(context: Context, actor: Actor, study: Study, plan: ExtractPla
         with build_connection(str(temporary), memory_limit=settings.build_memory_limit,
                               threads=settings.build_threads, spill=spill) as connection:
             attach_warehouse(connection, warehouse, catalog)
-            persons = stage_cohort(connection, plan, selected, step)
+            persons = resolve_cohort(connection, plan, selected)
             if len(persons) == 0:
                 raise ExtractError("empty-cohort", "the cohort query selects nobody the warehouse knows (after "
                                    "removing opted-out persons); amend the request's cohort")
             pseudonyms, offsets = assign_pseudonyms(persons, previous, settings.date_shift_days)
+            register_person_map(connection, persons, pseudonyms, offsets)
+            stage_tables(connection, plan, step)
             risk = risk_report(connection, plan, len(persons), k=settings.k_anonymity, rarest=settings.rarest_codes)
-            rows = write_tables(connection, plan, persons, pseudonyms, offsets, step)
+            try:
+                rows = write_tables(connection, plan, step)
+            except KeyNotUnique as error:
+                raise ExtractError("catalog", str(error)) from None
             connection.execute("DETACH wh")
             connection.execute("CHECKPOINT")
         os.chmod(temporary, 0o444)
@@ -186,7 +201,6 @@ def _build_locked(context: Context, actor: Actor, study: Study, plan: ExtractPla
         write_atomic(paths.manifest, manifest_bytes(sign_manifest(body, context.signer)), 0o644)
         step("signed")
     finally:
-        bar.close()
         for leftover in (temporary, Path(f"{temporary}.wal")):
             leftover.unlink(missing_ok=True)
         shutil.rmtree(spill, ignore_errors=True)

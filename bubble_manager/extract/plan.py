@@ -38,6 +38,8 @@ CODE_SUFFIX = "_concept_id"
 class PlanError(ValueError):
     """The study cannot be extracted as requested; the message names the column and the fix."""
 
+    reason = "plan"
+
 
 @dataclass(frozen=True)
 class ColumnPlan:

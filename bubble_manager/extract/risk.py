@@ -23,7 +23,7 @@ from .. import clock
 from ..operations import Context, StudyOperations
 from ..studies import Actor, State
 from .cohort import CohortRefused, ensure_cohort_database, quote, select_cohort, shown_count, warehouse_fingerprint
-from .pipeline import attach_warehouse, build_connection, stage_cohort, stage_name
+from .pipeline import attach_warehouse, build_connection, register_person_map, resolve_cohort, stage_name, stage_tables
 from .plan import ExtractPlan, make_plan
 from .settings import ExtractSettings, cohort_database_folder, extract_settings
 from .transforms import generalised_expression
@@ -33,7 +33,7 @@ DRY_RUN_STATES = {State.submitted, State.approved, State.active}
 
 def risk_report(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan, persons: int, *, k: int,
                 rarest: int) -> dict[str, Any]:
-    """The risk report over the staged cohort rows (see `pipeline.stage_cohort`)."""
+    """The risk report over the staged cohort rows (see `pipeline.stage_tables`)."""
     groups = [_classes(connection, table.name, [c for c in table.columns if c.column_class == "quasi_identifier"], k)
               for table in plan.tables]
     groups = [g for g in groups if g is not None]
@@ -129,7 +129,9 @@ def _dry_run(context: Context, settings: ExtractSettings, plan: ExtractPlan, war
         with build_connection(":memory:", memory_limit=settings.build_memory_limit,
                               threads=settings.build_threads, spill=spill) as connection:
             attach_warehouse(connection, warehouse, catalog)
-            persons = stage_cohort(connection, plan, selected)
+            persons = resolve_cohort(connection, plan, selected)
+            register_person_map(connection, persons, None, None)
+            stage_tables(connection, plan)
             report = risk_report(connection, plan, len(persons), k=k, rarest=settings.rarest_codes)
     finally:
         shutil.rmtree(spill, ignore_errors=True)

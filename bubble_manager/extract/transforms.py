@@ -1,8 +1,8 @@
 """SQL expressions of the plan's transforms, over a staged source row.
 
-Names in the SQL: ``s`` is the staged source row, ``m`` the person's mapping row (``pseudonym``,
-``shift``), ``r<N>`` the record-key map of domain N (``src`` -> ``new_id``), and ``sp`` the
-person's scrub pattern ``sp.pattern`` (for approved free text).
+Names in the SQL: ``s`` is the staged source row, which carries the person's pseudonym, date
+shift and pseudonym rank (`PERSON_COLUMNS`); ``p``/``r<N>`` give a record key's new id
+(``new_id``); ``sp.pattern`` is the person's scrub pattern (for approved free text).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from .cohort import quote, sql_string
 from .plan import SCRUB_MARK, ColumnPlan, IdentitySource
 
 MIN_SCRUB_LENGTH = 2  # a one-letter "name" would blank out every such letter
+PERSON_COLUMNS = {"pseudonym": "_bm_pseudonym", "shift": "_bm_shift", "rank": "_bm_rank"}  # never catalog names
 
 
 def column_expression(column: ColumnPlan, *, domain_alias: str | None = None) -> str:
@@ -18,13 +19,13 @@ def column_expression(column: ColumnPlan, *, domain_alias: str | None = None) ->
     source = f"s.{quote(column.source)}"
     transform = column.transform
     if transform == "pseudonym":
-        return "m.pseudonym"
+        return "s._bm_pseudonym"
     if transform == "renumber":
         return f"{domain_alias}.new_id"
     if transform == "shift_days":
         if column.source_type == "TIMESTAMP":
-            return f"{source} + to_days(m.shift)"
-        return f"CAST({source} + m.shift AS DATE)"
+            return f"{source} + to_days(s._bm_shift)"
+        return f"CAST({source} + s._bm_shift AS DATE)"
     if transform == "scrub":
         return scrub_expression(source)
     return generalised_expression(column, source)

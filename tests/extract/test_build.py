@@ -60,11 +60,14 @@ def test_no_identity_value_in_any_cell(both):
     assert rows(both, "SELECT count(*) FROM cells JOIN identity_values i ON cells.cell = i.value") == [(0,)]
     texts = " UNION ".join(f"SELECT DISTINCT lower(\"{c}\") AS cell FROM x.\"{t}\"" for t, c, kind in columns
                            if kind == "VARCHAR")
-    both.execute(f"CREATE TEMP TABLE text_cells AS SELECT cell FROM ({texts}) WHERE cell IS NOT NULL")
-    assert rows(both, "SELECT count(*) FROM text_cells")[0][0] > PERSONS
+    # Pseudonyms are random base32 tokens that now and then spell a short name (PSN...EMMA...):
+    # they are proven random elsewhere, so the substring search covers every other text cell.
+    both.execute(f"CREATE TEMP TABLE text_cells AS SELECT cell FROM ({texts}) WHERE cell IS NOT NULL "
+                 "AND NOT regexp_full_match(cell, 'psn[0-9a-z]{17}')")
+    assert rows(both, "SELECT count(*) FROM text_cells")[0][0] > 50
     both.execute("CREATE TEMP TABLE long_values AS SELECT DISTINCT lower(value) AS value FROM identity_values "
                  "WHERE length(value) >= 4")
-    assert rows(both, "SELECT count(*) FROM text_cells, long_values i WHERE contains(text_cells.cell, i.value)") == [(0,)]
+    assert rows(both, "SELECT text_cells.cell, i.value FROM text_cells, long_values i WHERE contains(text_cells.cell, i.value)") == []
 
 
 def test_no_source_person_id_and_no_identity_bytes_in_the_file(both, built):

@@ -350,3 +350,19 @@ def test_cli_plan_build_verify_and_reidentify(extract_context, tmp_path, capsys)
     assert capsys.readouterr().out.strip() == f"{vault.pseudonyms[0]}\t{vault.person_ids[0]}"
     assert main(["--home", home, "extract", "dry-run", "by-cli", "--actor", "carol"]) == 2
     assert "steward" in capsys.readouterr().err
+
+
+def test_cli_studies_activate_builds_first(extract_context, fixed_clock, capsys):
+    home = str(extract_context.home)
+    approve_study(extract_context, "cli-ok", data={"person": ["person_id", "gender_concept_id"]})
+    approve_study(extract_context, "cli-broken", data={"person": ["person_id"]},
+                  cohort="SELECT person_id FROM condition_occurrence WHERE CAST(condition_source_value AS INT) > 0")
+    fixed_clock.set(STARTED)
+    assert main(["--home", home, "studies", "activate", "cli-ok", "--actor", "admin"]) == 0
+    capsys.readouterr()
+    assert StudyOperations(extract_context).get("cli-ok").state is State.active
+    assert verify_extract(StudyPaths(extract_context.home, "cli-ok").root, extract_context.verifier()).ok
+    assert main(["--home", home, "studies", "activate", "cli-broken", "--actor", "admin"]) == 2
+    error = capsys.readouterr().err
+    assert "error: cohort query refused" in error and "Could not convert" not in error
+    assert StudyOperations(extract_context).get("cli-broken").state is State.approved
