@@ -20,7 +20,7 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable
 
 import zstandard
 
@@ -28,7 +28,6 @@ from ..store import load_study
 from .age import CHUNK_SIZE, AgeError, AgePayloadError, AgeReader, Identity
 from .fsutil import fsync_dir
 from .keys import SYSTEM_ACTOR
-from .pipeline import PrefetchReader, Worker
 from .manifest import MANIFEST_FORMAT, MANIFEST_NAME, SignedDocumentError, parse, verify
 from .snapshot import META_DIR, envelope_path_for, verify_envelope
 
@@ -132,8 +131,29 @@ def _read_envelope(context, archive: Path) -> dict | None:
 
 # --- extraction into the staging folder ---------------------------------------------------------
 
+class _HashingSource:
+    """The encrypted file as read, hashed on the way (checked against the envelope at the end)."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def readinto(self, buffer) -> int:
+        count = self._raw.readinto(buffer) or 0
+        self.hash.update(memoryview(buffer)[:count])
+        self.size += count
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+
 class _StagedFile:
-    """One file being written by the writer thread: hashed as written, closed when done."""
+    """One staged file: hashed as written, closed when done."""
 
     def __init__(self, name: str, fd: int, mode: int, mtime: float):
         self.name, self.fd, self.mode, self.mtime = name, fd, mode, mtime
@@ -206,10 +226,9 @@ class _Staging:
     def __init__(self, root: Path):
         self.root = root
         self.root_fd = os.open(root, DIR_FLAGS)
-        self.files: dict[str, tuple[int, str]] = {}  # filled by the writer thread
+        self.files: dict[str, tuple[int, str]] = {}
         self.file_names: set[str] = set()
         self.open_files: list[_StagedFile] = []
-        self.writer = Worker("restore-writer")
         self.dirs: set[str] = set()
         self.links: dict[str, str] = {}
         self.manifest_bytes: bytes | None = None
@@ -220,15 +239,9 @@ class _Staging:
         self.ciphertext_size = 0
         self._parent_cache: tuple[str, int] | None = None
 
-    def finish_writing(self) -> None:
-        """Wait until every staged file is written and closed; raise what the writer hit."""
-        self.writer.finish()
-        self.bytes = sum(size for size, _ in self.files.values())
-
     def close(self) -> None:
         if self.root_fd < 0:
             return
-        self.writer.abort()
         for staged in self.open_files:
             staged.close()
         if self._parent_cache:
@@ -312,8 +325,10 @@ class _Staging:
         self.open_files.append(target)
         self.file_names.add(name)
         while chunk := source.read(COPY_BUFFER):
-            self.writer.submit(target.write, chunk)
-        self.writer.submit(target.finish, self.files)
+            target.write(chunk)
+        target.finish(self.files)
+        self.open_files.remove(target)
+        self.bytes += target.size
 
     def _check_link(self, member: tarfile.TarInfo, name: str) -> None:
         target = member.linkname
@@ -347,25 +362,21 @@ def _extract(archive: Path, staging: Path, identities: list[Identity], envelope:
     tree = _Staging(staging)
     current = "(archive header)"
     try:
-        with open(archive, "rb", buffering=0) as raw:
-            source = PrefetchReader(raw, COPY_BUFFER)
-            try:
-                with AgeReader(source, identities) as reader:
-                    current = "(compressed stream)"
-                    decompressor = zstandard.ZstdDecompressor()
-                    with decompressor.stream_reader(reader, read_size=CHUNK_SIZE, closefd=False) as plain:
-                        with tarfile.open(fileobj=ForwardReader(plain), mode="r:") as tar:
-                            for member in tar:
-                                current = f"member {member.name!r}"
-                                tree.add(tar, member)
-                        current = "(end of compressed stream)"
-                        while plain.read(COPY_BUFFER):
-                            pass
-                    current = "(end of archive)"
-                    reader.verify_to_end()
-            finally:
-                source.close()
-        tree.finish_writing()
+        with open(archive, "rb", buffering=COPY_BUFFER) as raw:
+            source = _HashingSource(raw)
+            with AgeReader(source, identities) as reader:
+                current = "(compressed stream)"
+                decompressor = zstandard.ZstdDecompressor()
+                with decompressor.stream_reader(reader, read_size=CHUNK_SIZE, closefd=False) as plain:
+                    with tarfile.open(fileobj=ForwardReader(plain), mode="r:") as tar:
+                        for member in tar:
+                            current = f"member {member.name!r}"
+                            tree.add(tar, member)
+                    current = "(end of compressed stream)"
+                    while plain.read(COPY_BUFFER):
+                        pass
+                current = "(end of archive)"
+                reader.verify_to_end()
         tree.ciphertext_sha256, tree.ciphertext_size = source.hash.hexdigest(), source.size
     except AgePayloadError as error:
         tree.close()
