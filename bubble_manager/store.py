@@ -267,7 +267,7 @@ def list_studies(session: Session, *, states: list[str] | None = None, person: s
         member_of = select(MemberRow.slug).where(MemberRow.name == person)
         query = query.where((StudyRow.requester == person) | StudyRow.slug.in_(member_of))
     rows = session.scalars(query).all()
-    return [_study_from_rows(session, row) for row in rows]
+    return _studies_from_rows(session, rows)
 
 
 def save_study(session: Session, study: Study) -> None:
@@ -314,15 +314,33 @@ def _replace_children(session: Session, study: Study) -> None:
     session.flush()
 
 
+def _studies_from_rows(session: Session, rows: list[StudyRow]) -> list[Study]:
+    """Load many studies with one query per child table (not one per study)."""
+    if not rows:
+        return []
+    slugs = [row.slug for row in rows]
+    versions = {(v.slug, v.version): v for v in session.scalars(
+        select(RequestVersionRow).join(StudyRow, (StudyRow.slug == RequestVersionRow.slug)
+                                       & (StudyRow.version == RequestVersionRow.version))
+        .where(RequestVersionRow.slug.in_(slugs)))}
+    members: dict[str, list[str]] = {slug: [] for slug in slugs}
+    for member in session.scalars(select(MemberRow).where(MemberRow.slug.in_(slugs)).order_by(MemberRow.position)):
+        members[member.slug].append(member.name)
+    approvals: dict[str, list[ApprovalRow]] = {slug: [] for slug in slugs}
+    for approval in session.scalars(select(ApprovalRow).where(ApprovalRow.slug.in_(slugs)).order_by(ApprovalRow.id)):
+        approvals[approval.slug].append(approval)
+    amendments = {a.slug: a for a in session.scalars(select(AmendmentRow).where(AmendmentRow.slug.in_(slugs)))}
+    return [_assemble(row, versions[(row.slug, row.version)], members[row.slug], approvals[row.slug],
+                      amendments.get(row.slug)) for row in rows]
+
+
 def _study_from_rows(session: Session, row: StudyRow) -> Study:
-    version = session.scalars(select(RequestVersionRow).where(RequestVersionRow.slug == row.slug,
-                                                              RequestVersionRow.version == row.version)).one()
+    return _studies_from_rows(session, [row])[0]
+
+
+def _assemble(row: StudyRow, version: RequestVersionRow, members: list[str], approvals: list[ApprovalRow],
+              amendment_row: AmendmentRow | None) -> Study:
     request = StudyRequest.model_validate(version.body)
-    members = session.scalars(select(MemberRow.name).where(MemberRow.slug == row.slug)
-                              .order_by(MemberRow.position)).all()
-    approvals = session.scalars(select(ApprovalRow).where(ApprovalRow.slug == row.slug)
-                                .order_by(ApprovalRow.id)).all()
-    amendment_row = session.get(AmendmentRow, row.slug)
     amendment = None
     if amendment_row is not None:
         amendment = Amendment(kind=amendment_row.kind, proposer=amendment_row.proposer,
