@@ -4,6 +4,8 @@
 #
 # Each subsystem adds its own installs in mk/<subsystem>.mk: Debian packages to
 # SYSTEM_PACKAGES, pip extras to PIP_EXTRAS, targets to TEST_DEPS and DEMO_DEPS.
+# A SYSTEM_PACKAGES entry `package:command` counts as present when `command` is on the PATH
+# (Node.js from another source than Debian, whose npm package would conflict with it).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -23,7 +25,9 @@ include $(sort $(wildcard mk/*.mk))
 
 system-deps:
 	@missing=""; \
-	for package in $(SYSTEM_PACKAGES); do \
+	for entry in $(sort $(SYSTEM_PACKAGES)); do \
+	  package=$${entry%%:*}; command=$${entry#*:}; \
+	  if [ "$$command" != "$$entry" ] && command -v "$$command" >/dev/null 2>&1; then continue; fi; \
 	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -3,7 +3,7 @@
 # provider (dev/oidc: npm oidc-provider, installed from its lock file into dev/oidc/node_modules)
 # that `make demo` and the end-to-end tests sign in through.
 
-SYSTEM_PACKAGES += chromium nodejs npm
+SYSTEM_PACKAGES += chromium nodejs:node npm:npm
 PIP_EXTRAS := $(PIP_EXTRAS),oauth,authtest
 TEST_DEPS += dev-oidc
 DEMO_DEPS += dev-oidc
