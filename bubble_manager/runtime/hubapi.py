@@ -20,18 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCOPE_USE = "custom:bubbles:use"
-SCOPE_REVIEW = "custom:bubbles:review"
-SCOPE_ADMIN = "custom:bubbles:admin"
+from ..service.authz import CUSTOM_SCOPES, SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE
+
 SERVICE_NAME = "bubble-manager"
 SERVICE_ACCESS = f"access:services!service={SERVICE_NAME}"
 GROUPS = {"researchers": SCOPE_USE, "stewards": SCOPE_REVIEW, "admins": SCOPE_ADMIN}
-
-CUSTOM_SCOPES: dict[str, dict[str, str]] = {
-    SCOPE_USE: {"description": "Request studies and open the bubbles of studies you belong to."},
-    SCOPE_REVIEW: {"description": "Review study requests, amendments and output requests."},
-    SCOPE_ADMIN: {"description": "Operate bubbles, archives and the audit log (no access to data)."},
-}
 
 USER_ROLE_SCOPES = [
     "read:users!user",          # their own user model (name, groups, servers)

@@ -123,3 +123,7 @@ def _activation() -> Callable | None:
     except ImportError:
         return None
     return activate_with_extract
+
+
+if __name__ == "__main__":  # `python -m bubble_manager.service.app`, as the hub config starts it
+    main()
