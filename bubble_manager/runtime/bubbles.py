@@ -9,8 +9,10 @@ when the gate or the extract check refuses.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +129,29 @@ def prepare_bubble(context: Context, local: LocalBubbles, member: str, server_na
 
 def launcher_command(local: LocalBubbles) -> list[str]:
     return [local.python or sys.executable, "-m", "bubble_manager.runtime.launcher"]
+
+
+def start_launcher(local: LocalBubbles, prepared: PreparedBubble) -> tuple[subprocess.Popen, dict[str, Any]]:
+    """Start the bubble's launcher in a session of its own, hand it the plan on its standard input
+    (the plan holds the hub token: never on a command line), and read its one status line."""
+    log_fd = os.open(prepared.run.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        process = subprocess.Popen(launcher_command(local), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=log_fd, start_new_session=True, close_fds=True,
+                                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+    finally:
+        os.close(log_fd)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps(prepared.plan).encode())
+    process.stdin.close()
+    line = process.stdout.readline()
+    process.stdout.close()
+    try:
+        return process, json.loads(line)
+    except json.JSONDecodeError:
+        process.wait()
+        return process, {"status": "failed", "error": f"the launcher exited with status {process.returncode}; "
+                                                      f"see {prepared.run.log}"}
 
 
 def exec_run_suffix() -> str:

@@ -18,7 +18,6 @@ bubble. Its API token carries only `users:activity!user` and `access:servers!ser
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -203,25 +202,8 @@ class LocalBubbleSpawner(Spawner):
         return url
 
     def _launch(self, prepared: bubbles.PreparedBubble) -> dict:
-        log_fd = os.open(prepared.run.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            process = subprocess.Popen(bubbles.launcher_command(self.local_settings), stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, stderr=log_fd, start_new_session=True, close_fds=True,
-                                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
-        finally:
-            os.close(log_fd)
-        self._launcher = process
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(json.dumps(prepared.plan).encode())
-        process.stdin.close()
-        line = process.stdout.readline()
-        process.stdout.close()
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            process.wait()
-            return {"status": "failed", "error": f"the launcher exited with status {process.returncode}; see "
-                                                 f"{prepared.run.log}"}
+        self._launcher, status = bubbles.start_launcher(self.local_settings, prepared)
+        return status
 
     def _alive(self) -> bool:
         if self._launcher is not None:

@@ -4,14 +4,12 @@ extract, the hub restarts without losing the bubble, and the bubble stops leavin
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from bubble_manager.runtime.launcher import process_alive, read_state
+from bubble_manager.runtime.launcher import process_alive
 from bubble_manager.runtime.spec import StudyPaths
 from tests.hubfixture import ALICE, BOB, EVE, HubFixture, create_study, run_in_kernel
 
