@@ -155,10 +155,19 @@ class KubeBubbleSpawner(KubeSpawner):
 
     async def _start(self) -> str:
         spec = await asyncio.to_thread(self.bubble_spec)  # the store is synchronous: keep the hub's loop free
-        check_hub_connect_url(self.hub_connect_url, self.hub_api_port)
+        try:
+            check_hub_connect_url(self.hub_connect_url, self.hub_api_port)
+            options = self.kube_options()
+        except ValueError as error:
+            await asyncio.to_thread(self._audit, "bubble.failed", spec.study, {"reason": "configuration"})
+            raise RuntimeError(f"the bubble cannot start: {error}") from error
         self._bubble_spec = spec
-        options = self.kube_options()
-        await self._ensure_claims(spec, options)
+        try:
+            await self._ensure_claims(spec, options)
+        except SpawnRefused as refused:
+            await asyncio.to_thread(self._audit, "bubble.refused", spec.study,
+                                    {"reason": refused.reason, "server": self.name})
+            raise
         await self._create_network_policy(options, spec)
         try:
             url = await super()._start()

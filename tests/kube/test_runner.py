@@ -71,3 +71,21 @@ async def test_a_secret_the_job_does_not_mount_is_refused(cluster, options):
     with pytest.raises(ValueError, match="does not mount"):
         await runner(cluster).run(job, other, timeout=5)
     assert cluster.calls == []
+
+
+def test_the_fake_api_has_the_real_clients_methods_and_parameters():
+    """Whatever the spawner and runner call on the fake exists on kubernetes_asyncio with the same parameters."""
+    import inspect
+
+    from kubernetes_asyncio import client
+
+    from .fake_kube import BatchV1, CoreV1, NetworkingV1
+
+    for fake, real in ((CoreV1, client.CoreV1Api), (NetworkingV1, client.NetworkingV1Api), (BatchV1, client.BatchV1Api)):
+        for name, method in inspect.getmembers(fake, inspect.iscoroutinefunction):
+            assert hasattr(real, name), f"{real.__name__} has no {name}"
+            real_required = [p for p in inspect.signature(getattr(real, name)).parameters.values()
+                             if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty and p.name != "self"]
+            fake_params = list(inspect.signature(method).parameters)[1:]
+            assert [p.name for p in real_required] == [p for p in fake_params if p in
+                                                       {r.name for r in real_required}], name

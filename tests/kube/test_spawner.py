@@ -113,6 +113,7 @@ async def test_a_stale_extract_volume_is_refused(study_home, cluster, options):
     with pytest.raises(SpawnRefused) as refused:
         await make_spawner(study_home.home).start()
     assert refused.value.reason == "stale-extract"
+    assert _audit_rows(study_home.context)[-1][2]["reason"] == "stale-extract"
     assert cluster.names("pod") == [] and cluster.names("networkpolicy") == []
 
 
@@ -120,8 +121,9 @@ async def test_a_stale_extract_volume_is_refused(study_home, cluster, options):
                                  None])
 async def test_the_hub_must_be_reached_by_ip_on_the_policy_port(study_home, cluster, options, url):
     fill_extract(cluster, options, study_home)
-    with pytest.raises(ValueError, match="hub_connect_url"):
+    with pytest.raises(RuntimeError, match="hub_connect_url"):
         await make_spawner(study_home.home, hub_connect_url=url).start()
+    assert _audit_rows(study_home.context)[-1][0] == "bubble.failed"
     assert cluster.names("pod") == [] and cluster.names("networkpolicy") == []
 
 
