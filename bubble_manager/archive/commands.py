@@ -10,14 +10,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli_common import EXIT_FAILED, EXIT_OK, CommandError, emit, open_context, os_user
-from .keys import (KeyStoreError, add_custodian, decrypt_share, list_custodians, new_custodian_identity,
+from ..cli_common import EXIT_FAILED, EXIT_OK, CommandError, emit, open_context, os_user, settings_of
+from .keys import (KEY_TYPES, KeyStoreError, add_custodian, decrypt_share, list_custodians, new_custodian_identity,
                    recover_archive_identity, remove_custodian, write_identity_file)
 from .shares import ShareError
 
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
+    from .rotate import register_rotate
+
     _register_keys(groups["keys"])
+    register_rotate(groups["keys"])
     register_archive(groups["root"])
 
 
@@ -25,6 +28,8 @@ def _register_keys(keys: argparse._SubParsersAction) -> None:
     new = keys.add_parser("custodian-new", help="make an age identity for a custodian to keep offline "
                                                 "(prints its public key; runs without the hub)")
     new.add_argument("--out", required=True, help="identity file to create (mode 0600, never overwritten)")
+    new.add_argument("--type", choices=KEY_TYPES, help="key type (default: c.PostQuantumSettings.custodian_key_type, "
+                                                        "mlkem768x25519; x25519 for age CLIs older than 1.3)")
     new.set_defaults(handler=cmd_custodian_new)
 
     custodians = keys.add_parser("custodians", help="custodians who hold shares of study archive keys"
@@ -84,7 +89,12 @@ def read_share_texts(paths: list[str]) -> list[str]:
 
 
 def cmd_custodian_new(args: argparse.Namespace) -> int:
-    recipient = new_custodian_identity(Path(args.out))
+    key_type = args.type
+    if key_type is None:
+        from .rotate import PostQuantumSettings
+
+        key_type = PostQuantumSettings(config=settings_of(args).config).custodian_key_type
+    recipient = new_custodian_identity(Path(args.out), key_type)
     emit(args, {"identity_file": args.out, "public_key": recipient.to_string()},
          f"{recipient.to_string()}\nidentity written to {args.out}: keep it offline (and a backup); give the "
          "public key above to the hub admin for `bubble-manager keys custodians add NAME PUBLIC_KEY`")

@@ -27,11 +27,14 @@ from .. import clock
 from ..store import load_study
 from ..studies import State
 from ..study_request import SLUG_PATTERN
-from .age import AgeError, AgeReader, AgeWriter, X25519Identity, X25519Recipient, parse_identity_file, \
-    parse_recipient
+from .age import (AgeError, AgeReader, AgeWriter, HybridIdentity, HybridRecipient, X25519Identity, X25519Recipient,
+                  parse_identity_file, parse_recipient)
 from .fsutil import fsync_dir, locked, private_dir, shred_file, shred_tree, write_atomic, write_new
 from .settings import MAX_CUSTODIANS, ArchiveSettings
-from .shares import ShareDocument, ShareError, combine_shares, split_identity
+from .shares import ArchiveIdentity, ShareDocument, ShareError, combine_shares, split_identity
+
+AgeRecipient = X25519Recipient | HybridRecipient
+KEY_TYPES = ("mlkem768x25519", "x25519")
 
 if TYPE_CHECKING:
     from ..operations import Context
@@ -62,8 +65,8 @@ class StudyKeys:
     """The public side of a study's keys: what the hub needs to encrypt to it."""
 
     slug: str
-    archive_recipient: X25519Recipient
-    live_recipient: X25519Recipient
+    archive_recipient: AgeRecipient
+    live_recipient: AgeRecipient
     threshold: int
     count: int
     custodians: tuple[str, ...]
@@ -107,12 +110,21 @@ def _check_slug(slug: str) -> None:
 
 # --- custodians ----------------------------------------------------------------------------------
 
-def new_custodian_identity(out: Path) -> X25519Recipient:
+def new_identity(key_type: str) -> ArchiveIdentity:
+    """A fresh age identity: 'mlkem768x25519' (hybrid, post-quantum) or 'x25519'."""
+    if key_type == "mlkem768x25519":
+        return HybridIdentity.generate()
+    if key_type == "x25519":
+        return X25519Identity.generate()
+    raise KeyStoreError(f"unknown age key type {key_type!r}: use one of {', '.join(KEY_TYPES)}")
+
+
+def new_custodian_identity(out: Path, key_type: str = "mlkem768x25519") -> AgeRecipient:
     """Write a new age identity file for a custodian to keep offline (0600, never overwrites)."""
     out = Path(out)
     if out.exists() or out.is_symlink():
         raise FileExistsError(f"{out} already exists; choose another --out (an identity is never overwritten)")
-    identity = X25519Identity.generate()
+    identity = new_identity(key_type)
     recipient = identity.recipient()
     text = (f"# created: {clock.isoformat(clock.utcnow())}\n# public key: {recipient.to_string()}\n"
             f"{identity.to_string()}\n")
@@ -141,8 +153,8 @@ def add_custodian(context: "Context", name: str, recipient_text: str, *, actor: 
     except AgeError as error:
         raise KeyStoreError(f"{recipient_text!r} is not an age public key ({error}); the custodian makes one with "
                             "`bubble-manager keys custodian-new --out FILE` or `age-keygen`") from None
-    if not isinstance(recipient, X25519Recipient):
-        raise KeyStoreError("custodian keys must be X25519 age recipients (age1...)")
+    if not isinstance(recipient, (X25519Recipient, HybridRecipient)):
+        raise KeyStoreError("custodian keys must be age X25519 (age1...) or hybrid (age1pq1...) recipients")
     home = context.home
     with locked(_lock_path(home)):
         existing = list_custodians(home)
@@ -217,10 +229,11 @@ def ensure_study_keys(context: "Context", slug: str, *, actor: str = SYSTEM_ACTO
         custodians = list_custodians(home)
         k, n = quorum(settings, len(custodians))
         holders = custodians[:n]
+        key_type = archive_key_type(context)
         private_dir(keys_root(home))
         staging = private_dir(private_dir(keys_root(home) / "studies") / f".new-{slug}-{secrets.token_hex(4)}")
         try:
-            keys = _write_new_study_keys(staging, slug, holders, k)
+            keys = _write_new_study_keys(staging, slug, holders, k, key_type)
             target = study_keys_dir(home, slug)
             with context.store.transaction() as session:
                 context.audit.append(session, actor=actor, action="keys.study-created", study=slug,
@@ -233,9 +246,16 @@ def ensure_study_keys(context: "Context", slug: str, *, actor: str = SYSTEM_ACTO
     return keys
 
 
-def _write_new_study_keys(folder: Path, slug: str, holders: list[Custodian], k: int) -> StudyKeys:
+def archive_key_type(context: "Context") -> str:
+    """The key type of new study keys (`c.PostQuantumSettings.archive_key_type`, hybrid by default)."""
+    from .rotate import PostQuantumSettings  # rotate.py imports this module
+
+    return PostQuantumSettings(config=context.settings.config).archive_key_type
+
+
+def _write_new_study_keys(folder: Path, slug: str, holders: list[Custodian], k: int, key_type: str) -> StudyKeys:
     now = clock.isoformat(clock.utcnow())
-    archive_identity = X25519Identity.generate()
+    archive_identity = new_identity(key_type)
     archive_recipient = archive_identity.recipient()
     mnemonics = split_identity(archive_identity, k, len(holders))
     del archive_identity
@@ -250,7 +270,7 @@ def _write_new_study_keys(folder: Path, slug: str, holders: list[Custodian], k: 
                          parse_recipient(custodian.recipient))
         share_records.append({"index": index, "custodian": custodian.name, "custodian_recipient": custodian.recipient,
                               "file": f"shares/{name}"})
-    live_identity = X25519Identity.generate()
+    live_identity = new_identity(key_type)  # one file never mixes hybrid and X25519 recipients
     write_new(folder / LIVE_KEY_NAME, f"# live key of study {slug}\n{live_identity.to_string()}\n".encode(), 0o600)
     keys = StudyKeys(slug=slug, archive_recipient=archive_recipient, live_recipient=live_identity.recipient(),
                      threshold=k, count=len(holders), custodians=tuple(c.name for c in holders), created_at=now)
@@ -261,7 +281,7 @@ def _write_new_study_keys(folder: Path, slug: str, holders: list[Custodian], k: 
     return keys
 
 
-def _write_encrypted(path: Path, plaintext: bytes, recipient: X25519Recipient) -> None:
+def _write_encrypted(path: Path, plaintext: bytes, recipient: AgeRecipient) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
         with AgeWriter(out, [recipient]) as writer:
@@ -296,8 +316,8 @@ def study_share_files(home: Path, slug: str) -> list[dict[str, object]]:
 
 
 def _keys_from_record(data: dict) -> StudyKeys:
-    return StudyKeys(slug=data["study"], archive_recipient=X25519Recipient.from_string(data["archive_recipient"]),
-                     live_recipient=X25519Recipient.from_string(data["live_recipient"]),
+    return StudyKeys(slug=data["study"], archive_recipient=parse_recipient(data["archive_recipient"]),
+                     live_recipient=parse_recipient(data["live_recipient"]),
                      threshold=int(data["threshold"]), count=int(data["count"]),
                      custodians=tuple(data["custodians"]), created_at=data["created_at"],
                      live_key_destroyed_at=data.get("live_key_destroyed_at"))
@@ -313,7 +333,7 @@ def _all_study_keys(home: Path) -> list[StudyKeys]:
     return found
 
 
-def study_recipients(context: "Context", slug: str) -> list[X25519Recipient]:
+def study_recipients(context: "Context", slug: str) -> list[AgeRecipient]:
     """Both recipients of the study's vault: the live key (rebuilds) and the archive key (quorum)."""
     keys = require_study_keys(context.home, slug)
     if keys.live_key_destroyed:
@@ -323,7 +343,7 @@ def study_recipients(context: "Context", slug: str) -> list[X25519Recipient]:
 
 
 def load_live_identity(context: "Context", slug: str, *, actor: str = SYSTEM_ACTOR,
-                       purpose: str = "rebuild") -> X25519Identity:
+                       purpose: str = "rebuild") -> ArchiveIdentity:
     """The study's live identity, to read its vault while it runs; audited."""
     keys = require_study_keys(context.home, slug)
     path = study_keys_dir(context.home, slug) / LIVE_KEY_NAME
@@ -335,7 +355,7 @@ def load_live_identity(context: "Context", slug: str, *, actor: str = SYSTEM_ACT
                             f"open its vault now (`bubble-manager keys recover {slug} --share ...`)")
     identities = parse_identity_file(_read_nofollow(path).decode("ascii"))
     identity = identities[0]
-    if not isinstance(identity, X25519Identity) or identity.recipient() != keys.live_recipient:
+    if identity.recipient().to_string() != keys.live_recipient.to_string():
         raise KeyStoreError(f"{path} does not hold the live key recorded for study {slug}; the key store was altered")
     context.audit.record(actor=actor, action="keys.live-used", study=slug, detail={"purpose": purpose})
     return identity
@@ -391,7 +411,7 @@ def decrypt_share(share_path: Path, identity_path: Path) -> ShareDocument:
 
 
 def recover_archive_identity(context: "Context | None", slug: str, decrypted_share_texts: Iterable[str], *,
-                             actor: str = SYSTEM_ACTOR, reason: str = "") -> X25519Identity:
+                             actor: str = SYSTEM_ACTOR, reason: str = "") -> ArchiveIdentity:
     """Rebuild the study's archive identity from k decrypted shares; audited when a context is given.
 
     With a context, the result must also match the archive recipient in the key store, so a set
@@ -404,7 +424,7 @@ def recover_archive_identity(context: "Context | None", slug: str, decrypted_sha
         identity = combine_shares(documents, slug)
         if context is not None:
             keys = load_study_keys(context.home, slug)
-            if keys is not None and identity.recipient() != keys.archive_recipient:
+            if keys is not None and identity.recipient().to_string() != keys.archive_recipient.to_string():
                 raise ShareError(f"the shares rebuild a key that is not study {slug}'s recorded archive key: "
                                  "they are forged")
     except ShareError as error:
@@ -420,7 +440,7 @@ def recover_archive_identity(context: "Context | None", slug: str, decrypted_sha
     return identity
 
 
-def write_identity_file(identity: X25519Identity, out: Path, comment: str) -> None:
+def write_identity_file(identity: ArchiveIdentity, out: Path, comment: str) -> None:
     """Write an age identity file (0600, never overwrites an existing file)."""
     out = Path(out)
     if out.exists() or out.is_symlink():

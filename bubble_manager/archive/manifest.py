@@ -78,10 +78,11 @@ def build_manifest(*, study: str, number: int, created_at: str, members: list[di
             "members": members, "skipped": skipped, "limits": limits}
 
 
-def build_envelope(*, study: str, number: int, sha256: str, size: int, created_at: str) -> dict[str, Any]:
+def build_envelope(*, study: str, number: int, sha256: str, size: int, created_at: str,
+                   post_quantum: bool) -> dict[str, Any]:
+    encryption = "age-encryption.org/v1 (" + ("mlkem768x25519" if post_quantum else "X25519") + ")"
     return {"format": ENVELOPE_FORMAT, "study": study, "number": number, "sha256": sha256, "size": size,
-            "created_at": created_at, "encryption": "age-encryption.org/v1 (X25519)",
-            "compression": "zstd", "container": "tar (pax)"}
+            "created_at": created_at, "encryption": encryption, "compression": "zstd", "container": "tar (pax)"}
 
 
 def build_certificate(*, study: str, purged_at: str, purged_by: str, archives: list[dict[str, Any]],

@@ -1,6 +1,7 @@
 """Custodian shares of a study's archive key: Shamir splitting (SLIP-39) and the share document.
 
-A study's archive identity (an X25519 age private key, 32 bytes) is split with `shamir-mnemonic`
+A study's archive identity (an age private key: an X25519 key or the seed of a hybrid
+ML-KEM-768 + X25519 key, 32 bytes either way) is split with `shamir-mnemonic`
 (SLIP-39) so that any k of n custodians rebuild it. Each custodian holds one SLIP-39 *group* of a
 single share and the group threshold is k: this expresses every k from 1 to 16 (a plain k-of-n
 member split cannot express k = 1), and SLIP-39's checksums and digest still catch a mistyped or
@@ -21,7 +22,7 @@ from typing import Iterable
 import shamir_mnemonic
 from shamir_mnemonic.share import Share
 
-from .age import AgeKeyError, X25519Identity, parse_recipient
+from .age import AgeKeyError, HybridIdentity, X25519Identity, parse_recipient
 from .settings import MAX_CUSTODIANS
 
 SHARE_FORMAT = "bubble-manager-archive-key-share/1"
@@ -102,7 +103,15 @@ class ShareDocument:
                    created=values["created"], mnemonic=" ".join(values["mnemonic"].split()))
 
 
-def split_identity(identity: X25519Identity, threshold: int, count: int) -> list[str]:
+ArchiveIdentity = X25519Identity | HybridIdentity
+
+
+def identity_from_secret(secret: bytes, archive_recipient: str) -> ArchiveIdentity:
+    """The identity of the type the study's archive recipient names (`age1pq1...` is hybrid)."""
+    return HybridIdentity(secret) if archive_recipient.startswith("age1pq1") else X25519Identity(secret)
+
+
+def split_identity(identity: ArchiveIdentity, threshold: int, count: int) -> list[str]:
     """SLIP-39 mnemonics, one per custodian, any `threshold` of which rebuild `identity`."""
     if not 1 <= threshold <= count <= MAX_CUSTODIANS:
         raise ValueError(f"cannot split a key {threshold}-of-{count}: need 1 <= k <= n <= {MAX_CUSTODIANS}")
@@ -112,7 +121,7 @@ def split_identity(identity: X25519Identity, threshold: int, count: int) -> list
     return [group[0] for group in groups]
 
 
-def combine_shares(documents: Iterable[ShareDocument], slug: str) -> X25519Identity:
+def combine_shares(documents: Iterable[ShareDocument], slug: str) -> ArchiveIdentity:
     """Rebuild the archive identity of study `slug` from at least k distinct shares.
 
     Raises ShareError naming the problem: a share of another study or split, fewer than k
@@ -143,7 +152,7 @@ def combine_shares(documents: Iterable[ShareDocument], slug: str) -> X25519Ident
     except shamir_mnemonic.MnemonicError as error:
         raise ShareError(f"the shares of study {slug} do not combine ({error}): one of them is forged or "
                          "belongs to another split") from None
-    identity = X25519Identity(secret)
+    identity = identity_from_secret(secret, first.archive_recipient)
     if identity.recipient().to_string() != first.archive_recipient:
         raise ShareError(f"the shares combine into a key that is not study {slug}'s archive key: "
                          "a share is forged")
@@ -163,7 +172,7 @@ def _decode(document: ShareDocument) -> Share:
     return share
 
 
-def _identity_bytes(identity: X25519Identity) -> bytes:
+def _identity_bytes(identity: ArchiveIdentity) -> bytes:
     from . import bech32
 
     _prefix, data = bech32.decode(identity.to_string())

@@ -37,7 +37,7 @@ from ..store import ArchiveRow, load_study
 from ..studies import State
 from ..study_request import SLUG_PATTERN, canonical_json
 from ..runtime.spec import StudyPaths
-from .age import AgeWriter, X25519Recipient
+from .age import AgeWriter, Recipient
 from .fsutil import fsync_dir, locked, private_dir
 from .keys import SYSTEM_ACTOR, ensure_study_keys
 from .manifest import (ENVELOPE_FORMAT, MANIFEST_NAME, SignedDocumentError, build_envelope, build_manifest,
@@ -167,7 +167,7 @@ def _next_number(context, slug: str, folder: Path) -> int:
     return max(numbers, default=0) + 1
 
 
-def _write_archive(context, slug: str, number: int, folder: Path, recipient: X25519Recipient,
+def _write_archive(context, slug: str, number: int, folder: Path, recipient: Recipient,
                    settings: ArchiveSettings, actor: str) -> SnapshotResult:
     final = folder / archive_name(slug, number)
     envelope_final = envelope_path_for(final)
@@ -184,7 +184,8 @@ def _write_archive(context, slug: str, number: int, folder: Path, recipient: X25
             raw.flush()
             os.fsync(raw.fileno())
         envelope = sign(build_envelope(study=slug, number=number, sha256=sink.hexdigest(), size=sink.size,
-                                       created_at=created_at), context.signer)
+                                       created_at=created_at, post_quantum=_post_quantum(recipient)),
+                        context.signer)
         fd = os.open(envelope_temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(to_bytes(envelope))
@@ -211,6 +212,10 @@ def _write_archive(context, slug: str, number: int, folder: Path, recipient: X25
     return SnapshotResult(slug=slug, number=number, path=final, envelope_path=envelope_final,
                           sha256=sink.hexdigest(), size=sink.size, members=summary.members,
                           plaintext_bytes=summary.plaintext_bytes, skipped=summary.skipped_counts())
+
+
+def _post_quantum(recipient: Recipient) -> bool:
+    return bool(getattr(recipient, "post_quantum", False))
 
 
 def _recorded(context, slug: str, number: int) -> bool:

@@ -89,6 +89,14 @@ def custodians_pg(context, tmp_path) -> list[CustodianKit]:
 
 
 @pytest.fixture
+def classic_keys(sqlite_context):
+    """Study keys made as X25519 (`c.PostQuantumSettings.archive_key_type = "x25519"`), which Debian 12's
+    age 1.1.1 reads; the default, hybrid ML-KEM-768 + X25519, needs age 1.3 (docs/post-quantum.md)."""
+    sqlite_context.settings.config.PostQuantumSettings.archive_key_type = "x25519"
+    return sqlite_context
+
+
+@pytest.fixture
 def study_paths(sqlite_context) -> callable:
     return lambda slug: StudyPaths(sqlite_context.home, slug)
 

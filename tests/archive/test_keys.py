@@ -31,6 +31,23 @@ def actions(context, study=None):
     return [e.action for e in context.audit.entries(study=study)]
 
 
+def test_study_keys_are_hybrid_by_default_and_x25519_when_configured(sqlite_context, custodians, frozen_clock):
+    make_study(sqlite_context, frozen_clock, "pq-study")
+    keys = ensure_study_keys(sqlite_context, "pq-study")
+    assert keys.archive_recipient.to_string().startswith("age1pq1")
+    assert keys.live_recipient.to_string().startswith("age1pq1")
+    identity = recover_archive_identity(sqlite_context, "pq-study",
+                                        decrypted_shares(sqlite_context, "pq-study", custodians, 2))
+    assert identity.recipient().to_string() == keys.archive_recipient.to_string()
+    assert load_live_identity(sqlite_context, "pq-study").recipient().to_string() == keys.live_recipient.to_string()
+    sqlite_context.settings.config.PostQuantumSettings.archive_key_type = "x25519"
+    make_study(sqlite_context, frozen_clock, "classic-study")
+    classic = ensure_study_keys(sqlite_context, "classic-study")
+    assert classic.archive_recipient.to_string().startswith("age1") and not \
+        classic.archive_recipient.to_string().startswith("age1pq1")
+    assert ensure_study_keys(sqlite_context, "pq-study") == keys  # existing keys keep their type
+
+
 def test_study_keys_are_split_among_custodians_and_audited(sqlite_context, custodians, frozen_clock):
     slug = make_study(sqlite_context, frozen_clock)
     keys = ensure_study_keys(sqlite_context, slug)
@@ -226,7 +243,7 @@ def test_custodian_registration(sqlite_context, custodians):
     assert entry.actor == "admin" and entry.detail["custodian"] == "ada"
 
 
-def test_keys_cli_round_trip(bm_home, tmp_path, capsys, frozen_clock, sqlite_context):
+def test_keys_cli_round_trip(bm_home, tmp_path, capsys, frozen_clock, sqlite_context, classic_keys):
     from bubble_manager.cli import main
 
     def cli(*args, expect=0):
@@ -236,8 +253,8 @@ def test_keys_cli_round_trip(bm_home, tmp_path, capsys, frozen_clock, sqlite_con
         return out, err
 
     publics = {}
-    for name in ("ada", "bert"):
-        out, _ = cli("--json", "keys", "custodian-new", "--out", str(tmp_path / f"{name}.key"))
+    for name, key_type in (("ada", []), ("bert", ["--type", "x25519"])):  # ada's key is hybrid (the default)
+        out, _ = cli("--json", "keys", "custodian-new", "--out", str(tmp_path / f"{name}.key"), *key_type)
         publics[name] = json.loads(out)["public_key"]
         assert stat.S_IMODE(os.stat(tmp_path / f"{name}.key").st_mode) == 0o600
         cli("keys", "custodians", "add", name, publics[name], "--actor", "admin")
@@ -245,6 +262,7 @@ def test_keys_cli_round_trip(bm_home, tmp_path, capsys, frozen_clock, sqlite_con
     assert "already exists" in err
     out, _ = cli("keys", "custodians", "list")
     assert "ada" in out and publics["bert"] in out
+    assert publics["ada"].startswith("age1pq1") and not publics["bert"].startswith("age1pq1")
     slug = make_study(sqlite_context, frozen_clock)
     keys = ensure_study_keys(sqlite_context, slug)
     files = {s["custodian"]: s["path"] for s in study_share_files(bm_home, slug)}

@@ -34,7 +34,8 @@ def decrypt_tar_members(path, identity) -> dict[str, tarfile.TarInfo | bytes]:
     return found
 
 
-def test_archive_opens_with_debian_age_zstd_and_tar(sqlite_context, custodians, active_study, tmp_path):
+def test_archive_opens_with_debian_age_zstd_and_tar(classic_keys, sqlite_context, custodians, active_study,
+                                                    tmp_path):
     result = snapshot(sqlite_context, active_study.slug, actor="admin")
     identity = recovered_identity(sqlite_context, active_study.slug, custodians)
     key_file = tmp_path / "archive.key"
@@ -68,6 +69,7 @@ def test_archive_opens_with_debian_age_zstd_and_tar(sqlite_context, custodians, 
 def test_envelope_row_and_audit_name_no_file(sqlite_context, custodians, active_study):
     result = snapshot(sqlite_context, active_study.slug, actor="admin")
     envelope = verify_envelope(sqlite_context.verifier(), result.path)
+    assert envelope["encryption"] == "age-encryption.org/v1 (mlkem768x25519)"  # hybrid by default
     assert (envelope["study"], envelope["number"], envelope["sha256"], envelope["size"]) == (
         active_study.slug, 1, result.sha256, result.path.stat().st_size)
     envelope_text = result.envelope_path.read_text()
