@@ -37,6 +37,7 @@ from .kube_checks import pod_problems, policy_problems, require_safe
 from .kube_objects import (MANIFEST_ANNOTATION, KubeOptions, bubble_network_policy, bubble_pod, extract_claim_name,
                            network_policy_name, shared_claim, shared_claim_name, to_manifest, workspace_claim,
                            workspace_claim_name)
+from .local import SERVER_TOKEN_SCOPES
 from .spec import BubbleSpec, SpawnRefused, StudyPaths, build_spec
 
 _contexts: dict[tuple[str, str], Context] = {}
@@ -93,6 +94,22 @@ class KubeBubbleSpawner(KubeSpawner):
     workspace_size = Unicode("10Gi", help="Size of each member's workspace claim.").tag(config=True)
     shared_size = Unicode("10Gi", help="Size of each study's shared folder claim.").tag(config=True)
     extract_size = Unicode("10Gi", help="Size of each extract claim.").tag(config=True)
+
+    @default("server_token_scopes")
+    def _minimal_server_token_scopes(self) -> list[str]:
+        return list(SERVER_TOKEN_SCOPES)
+
+    @default("oauth_client_allowed_scopes")
+    def _no_extra_oauth_scopes(self) -> list[str]:
+        return []
+
+    @default("disable_user_config")
+    def _no_user_config(self) -> bool:
+        return True
+
+    @default("default_url")
+    def _lab(self) -> str:
+        return "/lab"
 
     @default("component_label")
     def _component_label_default(self) -> str:

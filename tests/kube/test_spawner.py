@@ -67,6 +67,16 @@ async def test_pod_manifest_renders_the_spec_without_a_cluster(study_home, clust
     assert pod_problems(pod) == []
 
 
+async def test_the_bubble_token_and_server_settings_match_the_local_spawner(study_home, cluster):
+    from bubble_manager.runtime.local import SERVER_TOKEN_SCOPES
+
+    spawner = make_spawner(study_home.home)
+    assert spawner.server_token_scopes == SERVER_TOKEN_SCOPES == ["users:activity!user", "access:servers!server"]
+    assert spawner.oauth_client_allowed_scopes == [] and spawner.disable_user_config is True
+    env = {e["name"]: e["value"] for e in to_manifest(await spawner.get_pod_manifest())["spec"]["containers"][0]["env"]}
+    assert env["JUPYTERHUB_DISABLE_USER_CONFIG"] == "1" and env["JUPYTERHUB_DEFAULT_URL"] == "/lab"
+
+
 async def test_user_options_are_ignored(study_home, cluster):
     spawner = make_spawner(study_home.home)
     spawner.user_options = {"image": "evil/image:latest", "study": "other-study", "profile": "gpu"}
