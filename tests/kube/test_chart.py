@@ -63,6 +63,7 @@ WRONG_VALUES = [
     ({"auth": {"type": "dummy"}}, "/auth/type"),
     ({"proxy": {"serviceType": "ExternalName"}}, "/proxy/serviceType"),
     ({"hub": {"home": {"size": "lots"}}}, "/hub/home/size"),
+    ({"hub": {"home": {"accessMode": "ReadWriteOncePod"}}}, "/hub/home/accessMode"),
 ]
 
 
