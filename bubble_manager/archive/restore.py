@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import re
 import shutil
 import tarfile
 import time
@@ -89,7 +90,7 @@ def restore(context, archive: Path, destination: Path, identities: Iterable[Iden
         study = envelope["study"] if envelope else None
         context.audit.record(actor=actor, action="archive.restore-failed", study=_existing(context, study),
                              detail={"archive": archive.name, "reason": reason, "for_study": for_study,
-                                     "problem": str(error)[:300] or type(error).__name__})
+                                     "problem": _without_names(str(error)) or type(error).__name__})
         if isinstance(error, (AgeError, SignedDocumentError, OSError, tarfile.TarError, zstandard.ZstdError)):
             raise RestoreError(str(error)) from error
         raise
@@ -106,6 +107,11 @@ def restore(context, archive: Path, destination: Path, identities: Iterable[Iden
     return RestoreResult(study=study, number=number, archive=archive, destination=destination,
                          members=extracted.count, bytes=extracted.bytes,
                          envelope="checked" if envelope else "missing", seconds=time.monotonic() - started)
+
+
+def _without_names(message: str) -> str:
+    """The error for the audit log, with quoted member names (researchers' file names) blanked out."""
+    return re.sub(r"'[^']*'", "'...'", message)[:300]
 
 
 def _check_destination(destination: Path) -> None:

@@ -152,6 +152,8 @@ def test_a_member_changed_by_a_key_holder_fails_the_signed_manifest(sqlite_conte
     with pytest.raises(RestoreError, match="shared/results/table.csv.*does not match the sha256"):
         restore(sqlite_context, forged, tmp_path / "r", [identity], reason="r")
     assert_nothing_restored(tmp_path / "r")
+    failure = sqlite_context.audit.entries(action="archive.restore-failed")[-1]
+    assert "table.csv" not in json.dumps(failure.detail)  # researchers' file names stay out of the audit log
 
     def add(members):
         yield from members.items()  # the manifest stays last only if nothing comes after it

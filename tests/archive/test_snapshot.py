@@ -181,6 +181,17 @@ def test_caps_leave_files_out_and_say_so(bm_home, custodians, sqlite_context, fr
     context.close()
 
 
+def test_a_file_that_shrinks_while_read_is_zero_padded_to_its_listed_size():
+    from bubble_manager.archive.snapshot import HashingReader
+
+    reader = HashingReader(io.BytesIO(b"abc"), 5)
+    assert reader.read(4) + reader.read(4) == b"abc\0\0" and reader.shrank
+    import hashlib
+    assert reader.hexdigest() == hashlib.sha256(b"abc\0\0").hexdigest()
+    longer = HashingReader(io.BytesIO(b"abcdef"), 3)  # grew: only the listed size is taken
+    assert longer.read(-1) == b"abc" and not longer.shrank
+
+
 def test_refuses_unknown_and_draft_studies(sqlite_context, custodians, frozen_clock):
     with pytest.raises(SnapshotError, match="no study 'nope'"):
         snapshot(sqlite_context, "nope")
