@@ -14,7 +14,7 @@ import pytest
 
 from bubble_manager.runtime.kube_objects import KubeOptions, bubble_network_policy, to_manifest
 
-from .chart import VALUE_SETS, find, hub_values, rendered
+from .chart import NAMESPACE, VALUE_SETS, find, hub_values, rendered
 
 pytestmark = pytest.mark.kube
 DNS = {53, "53", "dns", "domain", "dns-tcp"}
@@ -106,3 +106,50 @@ def test_the_policy_check_catches_what_it_must(options):
         assert egress_violations(leaky, "bubble-manager", hub, 8081), name
     one_way = {**good, "spec": {**good["spec"], "policyTypes": ["Ingress"]}}
     assert egress_violations(one_way, "bubble-manager", hub, 8081)
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    return bool(selector.get("matchLabels")) and selector["matchLabels"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("values", sorted(VALUE_SETS))
+def test_the_allowed_paths_really_connect(values):
+    """Closed is not enough: proxy and hub must reach a bubble, and the bubble the hub, or nothing works."""
+    from pathlib import Path
+
+    from bubble_manager.runtime.kube_objects import bubble_pod
+    from bubble_manager.runtime.spec import build_spec
+
+    from ..test_studies import active
+    from .conftest import NOW
+
+    docs = rendered(values)
+    settings = hub_values(docs)
+    options = KubeOptions(namespace=settings["bubbles"]["namespace"], hub_namespace=settings["namespace"],
+                          hub_pod_labels=settings["hubPodLabels"], proxy_pod_labels=settings["proxyPodLabels"],
+                          image=settings["bubbles"]["image"], hub_api_port=settings["hubApiPort"],
+                          extra_labels=settings["bubbleLabels"])
+    spec = build_spec(active(), "alice", "t2d-statins", home=Path("/srv"), now=NOW, uid=None,
+                      manifest_sha256="ab" * 32, command=("jupyterhub-singleuser",))
+    bubble = to_manifest(bubble_pod(spec, options, name="jupyter-alice--t2d-statins", now=NOW))
+    bubble_labels = bubble["metadata"]["labels"]
+    pods = {d["metadata"]["name"].rsplit("-", 1)[1]: d["spec"]["template"]["metadata"]["labels"]
+            for d in find(docs, "Deployment")}
+    own = to_manifest(bubble_network_policy(options, pod_name="jupyter-alice--t2d-statins", study="t2d-statins"))
+    assert selects(own["spec"]["podSelector"], bubble_labels)
+    assert selects(own["spec"]["egress"][0]["to"][0]["podSelector"], pods["hub"])
+    ingress_from = own["spec"]["ingress"][0]["from"]
+    assert any(selects(peer["podSelector"], pods["proxy"]) for peer in ingress_from)
+    assert any(selects(peer["podSelector"], pods["hub"]) for peer in ingress_from)
+    policies = {p["metadata"]["name"].rsplit("-", 1)[1]: p for p in find(docs, "NetworkPolicy", namespace=NAMESPACE)}
+    for component in ("hub", "proxy"):
+        policy = policies[component]
+        assert selects(policy["spec"]["podSelector"], pods[component])
+        to_bubbles = [rule for rule in policy["spec"]["egress"] for peer in rule.get("to", [])
+                      if selects(peer.get("podSelector", {}), bubble_labels)
+                      and peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name":
+                                                                      options.namespace}]
+        assert to_bubbles and to_bubbles[0]["ports"] == [{"port": 8888, "protocol": "TCP"}], component
+    from_bubbles = [peer for rule in policies["hub"]["spec"]["ingress"] for peer in rule["from"]
+                    if selects(peer.get("podSelector", {}), bubble_labels)]
+    assert from_bubbles, "the hub's own policy must admit the bubbles on its API port"
