@@ -232,3 +232,9 @@ def test_spawner_labels_select_the_rendered_pods(tmp_path, values):
     port = hub_service["spec"]["ports"][0]
     assert port["port"] == port["targetPort"] == settings["hubApiPort"] == config.KubeBubbleSpawner.hub_api_port
     assert hub_service["spec"]["selector"].items() <= pods["hub"].items()
+
+
+def test_the_chart_declares_the_kubernetes_versions_it_supports():
+    assert helm(*template_args(None, "--kube-version", "1.30.0")).returncode == 0
+    too_old = helm(*template_args(None, "--kube-version", "1.29.9"), check=False)
+    assert too_old.returncode != 0 and "kubeVersion" in too_old.stderr + too_old.stdout
