@@ -48,6 +48,11 @@ class OIDCHub(HubFixture):
             f"load_subconfig({str(REPOSITORY / 'hub_config' / 'oidc.py')!r})",
             f"c.ConfigurableHTTPProxy.api_url = {f'http://127.0.0.1:{free_port()}'!r}",
             *([] if with_service else ["c.JupyterHub.services = []", "c.JupyterHub.default_url = '/hub/home'"]),
+            # hubapi.hub_services runs `-m bubble_manager.service.app`, a module without a main guard
+            # (it exits at once); `-m bubble_manager.service` is the entry point. Reported to the lead.
+            "for service in c.JupyterHub.services:",
+            "    if service.get('name') == 'bubble-manager' and service['command'][-1] == 'bubble_manager.service.app':",
+            "        service['command'][-1] = 'bubble_manager.service'",
             f"c.JupyterHub.services.append({{'name': 'test-admin', 'api_token': {self.admin_token!r}}})",
             "c.JupyterHub.load_roles.append({'name': 'test-admin', 'services': ['test-admin'], 'scopes': "
             "['admin:users', 'admin:servers', 'tokens', 'read:hub', 'proxy', 'list:users']})",
@@ -95,6 +100,12 @@ class OIDCHub(HubFixture):
         hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.group(2)))
         return session.post(urllib.parse.urljoin(page.url, html.unescape(form.group(1))), data={**hidden, **fields},
                             timeout=60)
+
+    @property
+    def panel_url(self) -> str:
+        """The bubble-manager service (panel), on its own subdomain like every service (subdomain_host)."""
+        parts = urllib.parse.urlsplit(self.url)
+        return f"{parts.scheme}://bubble-manager--service.{parts.netloc}/services/bubble-manager/"
 
     def user_model(self, name: str) -> dict:
         response = self.api("GET", f"/users/{requests.utils.quote(name)}")

@@ -1,0 +1,156 @@
+"""The real user path in a real browser: Debian's Chromium (Playwright), the hub with the panel, the
+development OIDC provider's forms.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from bubble_manager.auth.devprovider import provider_missing_reason
+
+from .oidchub import OIDCHub, audit_actions
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "auth"
+ALICE, BOB, OTTO = "alice@example.org", "bob@example.org", "otto@example.org"
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.bwrap]
+
+
+def browser_missing_reason() -> str | None:
+    if not CHROMIUM.exists():
+        return "Debian's chromium is missing at /usr/bin/chromium: `make test` installs it (SYSTEM_PACKAGES in mk/auth.mk)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is missing: `make test` installs the authtest extra (mk/auth.mk)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def panel_hub():
+    from tests.hubfixture import hub_missing_reason
+
+    reason = browser_missing_reason() or provider_missing_reason() or hub_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    hub = OIDCHub.create_with_provider(with_service=True)
+    try:
+        hub.start()
+    except Exception:
+        hub.close()
+        raise
+    yield hub
+    leftovers = hub.close()
+    assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, request):
+    context = chromium.new_context()
+    page = context.new_page()
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)      # the last page each test saw, to look at
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
+    context.close()
+
+
+def sign_in(page, hub: OIDCHub, login: str) -> None:
+    """Through the hub's login page and the provider's password and one-time-code forms."""
+    user = hub.provider.user(login)
+    page.goto(f"{hub.url}/hub/login")
+    page.get_by_role("button", name=re.compile("Sign in with your hospital account")).or_(
+        page.get_by_role("link", name=re.compile("Sign in with your hospital account"))).click()
+    page.wait_for_url(re.compile(r".*/interaction/.*"))
+    assert "Development identity provider" in page.content()
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", user["password"])
+    page.click("#login-form button[type=submit]")
+    if user["mfa"]:
+        page.wait_for_selector("#otp-form")
+        page.fill("input[name=otp]", user["otp"])
+        page.click("#otp-form button[type=submit]")
+    page.wait_for_load_state()
+
+
+def open_panel(page, url: str):
+    """Open a panel page; the first time, the hub asks the person to authorize the panel (its scopes)."""
+    response = page.goto(url)
+    if page.get_by_role("heading", name="Authorize access").count():
+        with page.expect_navigation() as navigation:
+            page.get_by_role("button", name="Authorize").click()
+        response = navigation.value
+        page.wait_for_load_state()
+    return response
+
+
+def test_a_researcher_signs_in_with_a_second_factor_opens_the_panel_and_logs_out(panel_hub: OIDCHub, page):
+    sign_in(page, panel_hub, ALICE)
+    page.goto(f"{panel_hub.url}/hub/home")
+    assert ALICE in page.locator("#login_widget").inner_text()
+    panel = open_panel(page, panel_hub.panel_url)
+    assert panel.status == 200 and page.url.startswith(panel_hub.panel_url)
+    assert ALICE in page.content()
+
+    page.goto(f"{panel_hub.url}/hub/logout")
+    page.wait_for_url(re.compile(re.escape(panel_hub.provider.issuer) + r"/session/end.*"))
+    page.get_by_role("button", name="Yes, sign me out").click()
+    page.wait_for_url(re.compile(re.escape(panel_hub.url) + r"/hub/login.*"))
+    page.goto(f"{panel_hub.url}/hub/home")
+    page.wait_for_url(re.compile(r".*/hub/login.*"))                  # no hub session any more
+    assert ("auth.logout", {"idp_logout": True, "idp": panel_hub.provider.issuer}) in audit_actions(panel_hub, ALICE)
+
+
+def test_a_sign_in_without_second_factor_shows_why_it_was_refused(panel_hub: OIDCHub, page):
+    sign_in(page, panel_hub, OTTO)
+    text = page.locator("div.error").inner_text()
+    assert "Sign-in refused" in text and "did not use a second factor" in text
+    assert "no-second-factor" in text
+    link = page.get_by_role("link", name="Sign out of the identity provider")
+    assert link.get_attribute("href").startswith(panel_hub.provider.issuer + "/session/end?")
+
+
+def test_a_steward_removed_from_the_group_loses_the_review_page(panel_hub: OIDCHub, chromium, page):
+    provider = panel_hub.provider
+    provider.set_groups(BOB, ["eds-researchers", "eds-stewards"])
+    sign_in(page, panel_hub, BOB)
+    review = open_panel(page, panel_hub.panel_url + "review")
+    assert review.status == 200 and page.url == panel_hub.panel_url + "review", page.content()[:500]
+
+    provider.set_groups(BOB, ["eds-researchers"])
+    deadline = time.monotonic() + 30                   # the sweeper re-reads memberships older than 3 s
+    while panel_hub.user_model(BOB)["groups"] != ["researchers"]:
+        assert time.monotonic() < deadline, "bob's steward group was not removed within 30 s"
+        time.sleep(0.5)
+    page.goto(f"{panel_hub.url}/hub/home")              # his hub session was ended with the steward rights
+    page.wait_for_url(re.compile(r".*/hub/login.*"))
+    assert [d["lost"] for a, d in audit_actions(panel_hub, BOB) if a == "auth.access_reduced"] == [["stewards"]]
+
+    # Signing in again (a new browser) gives the panel a token with researcher rights only. The old
+    # browser's panel cookie holds a revoked token, which the panel honours until its cache of the
+    # hub's answers expires (HubOAuth.cache_max_age).
+    context = chromium.new_context()
+    fresh = context.new_page()
+    try:
+        sign_in(fresh, panel_hub, BOB)
+        again = open_panel(fresh, panel_hub.panel_url + "review")
+        assert again.status == 403 and fresh.url == panel_hub.panel_url + "review"
+        assert "lacks the permission" in fresh.content()
+        assert open_panel(fresh, panel_hub.panel_url).status == 200
+    finally:
+        context.close()
