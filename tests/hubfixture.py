@@ -162,7 +162,8 @@ def write_fixture_extract(context: Context, slug: str, request_hash: str, person
 def request_document(slug: str, members: list[str], starts: dt.date, ends: dt.date, **overrides: Any) -> dict:
     document = load_request_yaml(EXAMPLE_REQUEST.read_text())
     document.update(slug=slug, title=f"Fixture study {slug}", members=members, starts=starts.isoformat(),
-                    ends=ends.isoformat(), resources={"cpu": 1, "memory": "1G"}, **overrides)
+                    ends=ends.isoformat(), resources={"cpu": 1, "memory": "1G"})
+    document.update(overrides)
     return document
 
 
@@ -177,7 +178,9 @@ def clock_at(moment: dt.datetime) -> Iterator[None]:
 
 
 def create_study(context: Context, slug: str, members: list[str], *, requester: str = ALICE, activate: bool = True,
-                 starts: dt.date | None = None, ends: dt.date | None = None) -> None:
+                 starts: dt.date | None = None, ends: dt.date | None = None,
+                 resources: dict[str, Any] | None = None) -> None:
+    """An approved (and by default active) study with a signed fixture extract."""
     today = clock.utcnow().date()
     starts = starts or today - dt.timedelta(days=1)
     ends = ends or today + dt.timedelta(days=90)
@@ -186,7 +189,8 @@ def create_study(context: Context, slug: str, members: list[str], *, requester: 
                                   Actor(ADA, frozenset({"admin"})))
     moment = min(clock.utcnow(), clock.start_of_day(starts) + dt.timedelta(hours=12))
     with clock_at(moment - dt.timedelta(days=1) if moment > clock.utcnow() else moment):
-        study = operations.request(researcher, request_document(slug, members, starts, ends))
+        extra = {"resources": resources} if resources else {}
+        study = operations.request(researcher, request_document(slug, members, starts, ends, **extra))
         operations.submit(researcher, slug)
         operations.approve(steward, slug, "fixture")
         if activate:

@@ -1,7 +1,6 @@
-"""The extract check every spawn passes: signed manifest, matching sha256, the study's own extract.
-
-The manifest is `{"manifest": {...}, "signature": {"key_id", "value"}}` with the signature over
-the canonical JSON of `manifest` (see `bubble_manager/extract/manifest.py`). A verified extract
+"""The extract check every spawn passes: `extract verify` (signed manifest, matching size and
+sha256, see `bubble_manager/extract/manifest.py`), and the extract must be this study's, built from
+its approved request. Shared by the local and Kubernetes spawners. A verified extract
 is remembered by its files' identity (device, inode, size, mtime and ctime of both files): ctime
 cannot be set from user space, so any write to either file forces a full re-hash.
 """
@@ -9,7 +8,6 @@ cannot be set from user space, so any write to either file forces a full re-hash
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 from pathlib import Path
@@ -17,7 +15,6 @@ from typing import Any
 
 from ..signing import Verifier
 from ..studies import Study
-from ..study_request import canonical_json
 from .spec import SpawnRefused, StudyPaths
 
 HASH_BLOCK = 4 * 2**20
@@ -39,33 +36,21 @@ def _sha256(path: Path) -> str:
 
 
 def extract_problems(paths: StudyPaths, verifier: Verifier, study: Study) -> tuple[list[str], dict[str, Any]]:
-    """Every reason the study's extract must not be mounted (empty when it may), and the manifest body."""
-    try:
-        document = json.loads(paths.manifest.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    """Every reason the study's extract must not be mounted (empty when it may), and the manifest body.
+
+    `extract verify`'s checks (signature by this hub, format, size, sha256), then that the extract is
+    this study's, built from the approved version of its request."""
+    from ..extract.manifest import verify_extract
+
+    if not paths.manifest.exists():
         return ["the study has no extract yet (no manifest)"], {}
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return ["the extract's manifest is not valid JSON"], {}
-    body = document.get("manifest") if isinstance(document, dict) else None
-    signature = document.get("signature") if isinstance(document, dict) else None
-    if not isinstance(body, dict) or not isinstance(signature, dict):
-        return ["the extract's manifest is not signed"], {}
-    problems: list[str] = []
-    if signature.get("key_id") != verifier.key_id or not verifier.verify(
-            str(signature.get("value", "")), canonical_json(body).encode("utf-8")):
-        problems.append("the manifest's signature does not verify with this hub's key")
-    if body.get("study") != study.slug:
+    verification = verify_extract(paths.root, verifier)
+    body = verification.manifest or {}
+    problems = [problem.replace(str(paths.root) + "/", "") for problem in verification.problems]
+    if body and body.get("study") != study.slug:
         problems.append(f"the manifest describes study {body.get('study')!r}, not {study.slug}")
-    if body.get("request_hash") != study.request_hash:
+    if body and body.get("request_hash") != study.request_hash:
         problems.append("the extract was built for another version of the request than the approved one")
-    recorded = body.get("extract") if isinstance(body.get("extract"), dict) else {}
-    if not paths.extract.is_file():
-        problems.append("the extract file is missing")
-        return problems, body
-    if paths.extract.stat().st_size != recorded.get("size"):
-        problems.append("the extract's size differs from its manifest")
-    elif _sha256(paths.extract) != recorded.get("sha256"):
-        problems.append("the extract's sha256 differs from its manifest (altered after it was built)")
     return problems, body
 
 
