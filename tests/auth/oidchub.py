@@ -25,6 +25,7 @@ REVIEW_SETTINGS = {
     "access_review_max_age": 3,         # the sweeper re-reads absent people's groups after 3 s
     "access_review_sweep_seconds": 1.0,
     "confirmation_audit_seconds": 0,
+    "max_unconfirmed_seconds": 20,      # access kept that long when the provider cannot be reached
 }
 
 

@@ -197,3 +197,17 @@ def test_the_access_report_shows_roles_and_confirmations(oidc_hub: OIDCHub):
     assert people[BOB]["roles"] == ["researcher"] and people[BOB]["last_change"]["lost"] == ["stewards"]
     assert people[NINA]["status"] == "never-admitted" and people[NINA]["last_refusal"]["reason"] == "not-in-allowed-group"
     assert SAM in report["roles"]["steward"] and ALICE not in report["roles"]["researcher"]
+
+
+def test_while_the_provider_is_unreachable_access_is_kept_for_a_while_then_revoked(oidc_hub: OIDCHub):
+    """Last in the module: it stops the provider."""
+    oidc_hub.oidc_login(ADA)
+    assert oidc_hub.user_model(ADA)["groups"] == ["admins"]
+    oidc_hub.provider.stop()
+    stopped = time.monotonic()
+    time.sleep(8)                                    # several sweeps past the 3 s review age
+    assert oidc_hub.user_model(ADA)["groups"] == ["admins"], "revoked before max_unconfirmed_seconds"
+    wait_until(lambda: oidc_hub.user_model(ADA)["groups"] == [], timeout=60, what="ada's access to go")
+    assert time.monotonic() - stopped >= 15
+    revoked = [d for a, d in audit_actions(oidc_hub, ADA) if a == "auth.access_revoked"]
+    assert revoked and revoked[-1]["reason"] == "provider-unreachable" and revoked[-1]["lost"] == ["admins"]
