@@ -35,8 +35,7 @@ from ..study_request import canonical_json
 from .cohort import CohortRefused, ensure_cohort_database, exclusive_lock, fsync_path, select_cohort, \
     warehouse_fingerprint
 from .manifest import Verification, build_manifest, manifest_bytes, sha256_file, sign_manifest, verify_extract
-from .pipeline import (KeyNotUnique, attach_warehouse, build_connection, register_person_map, resolve_cohort,
-                       stage_tables, write_tables)
+from .pipeline import KeyNotUnique, attach_warehouse, build_connection, register_person_map, resolve_cohort, write_tables
 from .plan import ExtractPlan, PlanError, make_plan
 from .pseudonyms import new_date_offsets, new_pseudonyms
 from .risk import risk_report
@@ -136,7 +135,7 @@ def _audit_failure(context: Context, actor: Actor, slug: str, stage: str, reason
 
 def _build_locked(context: Context, actor: Actor, study: Study, plan: ExtractPlan, settings: ExtractSettings,
                   paths: StudyPaths, progress: bool) -> BuildResult:
-    bar = tqdm(total=2 + 2 * len(plan.tables), desc=f"extract {study.slug}", unit="step", disable=not progress,
+    bar = tqdm(total=2 + len(plan.tables), desc=f"extract {study.slug}", unit="step", disable=not progress,
                leave=False)
 
     def step(label: str) -> None:
@@ -180,12 +179,11 @@ def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan
                                    "removing opted-out persons); amend the request's cohort")
             pseudonyms, offsets = assign_pseudonyms(persons, previous, settings.date_shift_days)
             register_person_map(connection, persons, pseudonyms, offsets)
-            stage_tables(connection, plan, step)
-            risk = risk_report(connection, plan, len(persons), k=settings.k_anonymity, rarest=settings.rarest_codes)
             try:
                 rows = write_tables(connection, plan, step)
             except KeyNotUnique as error:
                 raise ExtractError("catalog", str(error)) from None
+            risk = risk_report(connection, plan, len(persons), k=settings.k_anonymity, rarest=settings.rarest_codes)
             connection.execute("DETACH wh")
             connection.execute("CHECKPOINT")
         os.chmod(temporary, 0o444)

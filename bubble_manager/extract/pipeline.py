@@ -3,13 +3,16 @@
 1. `resolve_cohort`: the persons of the cohort: the query's result, minus opted-out persons,
    limited to persons the warehouse knows.
 2. `register_person_map`: each person's pseudonym, date shift and the rank of the pseudonym in
-   sorted order (so rows sort on an integer), registered from NumPy arrays.
-3. `stage_tables`: per requested table, the cohort's rows and source columns joined with the
-   person map, as temporary tables (spilled to the private folder if memory runs out).
-4. `write_tables`: each output table is one ``CREATE TABLE ... AS SELECT`` over its staged
-   rows, ordered by pseudonym. Record keys get 1..n in a random order: a table's own key by a
-   positional join with a permutation drawn in NumPy (no hashing of the key at all), references
-   to it through a map built the same way.
+   sorted order (rows sort on that integer), registered from NumPy arrays.
+3. `write_tables`: each output table is one ``CREATE TABLE ... AS SELECT`` that reads the
+   cohort's rows from the warehouse, joins the person map, transforms every column and writes
+   the rows ordered by pseudonym: a single pass over the source, like a plain copy.
+
+Record keys get 1..n in a random order: each table's own key by a positional join of its rows
+with a permutation drawn in NumPy (the source id is never hashed or ordered on); a key that other
+tables reference is first numbered the same way over its own table's rows, staged once, and the
+references go through that map. Rows with the same pseudonym are ordered by their first date,
+then by their new (random) id: never by anything of the source.
 
 The connection runs only this module's SQL, never a requester's. Join build sides are written
 on the right and the optimizer is told not to swap them: registered arrays have no statistics,
@@ -19,6 +22,7 @@ and letting it guess built million-row hash tables on the wrong side.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -38,8 +42,13 @@ class KeyNotUnique(ValueError):
     """A record key that other tables reference is not unique in its own table."""
 
 
-def stage_name(table: str) -> str:
-    return quote(f"stage_{table}")
+@dataclass(frozen=True)
+class Renumbering:
+    """How one output table gets its record keys."""
+
+    own_column: str | None  # the table's own key, numbered positionally
+    permutation: str | None  # temp table of 1..n shuffled, n = the table's cohort rows
+    staged: str | None  # temp table of the table's rows when its key is referenced elsewhere
 
 
 @contextlib.contextmanager
@@ -82,66 +91,77 @@ def resolve_cohort(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan, sel
 
 def register_person_map(connection: duckdb.DuckDBPyConnection, persons: np.ndarray, pseudonyms: list[str] | None,
                         offsets: np.ndarray | None) -> None:
-    """`person_map(person_id, pseudonym, shift, rank)`; a dry run passes no pseudonyms."""
+    """`person_map(person_id, pseudonym, shift, rank)`. A dry run passes no pseudonyms: it gets
+    placeholders and no shift (nothing it computes depends on them)."""
     count = len(persons)
-    names = np.array(pseudonyms if pseudonyms is not None else [None] * count, dtype=object)
+    names = np.array(pseudonyms if pseudonyms is not None else [f"P{i}" for i in range(count)], dtype=object)
     rank = np.empty(count, dtype=np.int64)
-    rank[np.argsort(names.astype(str)) if pseudonyms is not None else np.arange(count)] = np.arange(count)
+    rank[np.argsort(names.astype(str), kind="stable")] = np.arange(count)
     shifts = np.asarray(offsets if offsets is not None else np.zeros(count), dtype=np.int32)
     connection.register("person_map_input", {"person_id": persons, "pseudonym": names, "shift": shifts, "rank": rank})
     connection.execute("CREATE OR REPLACE TEMP TABLE person_map AS SELECT * FROM person_map_input")
     connection.unregister("person_map_input")
 
 
-def stage_tables(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan, step: Step = lambda _: None) -> None:
-    """The cohort's rows of every requested table, with the person's pseudonym, shift and rank."""
+def cohort_rows(table: TablePlan) -> str:
+    """The cohort's rows of a warehouse table, its requested source columns and the person's
+    pseudonym, shift and rank."""
+    columns = ", ".join(f"s.{quote(c)}" for c in table.source_columns)
     person = ", ".join(f"m.{name} AS {alias}" for name, alias in PERSON_COLUMNS.items())
-    for table in plan.tables:
-        columns = ", ".join(f"s.{quote(c)}" for c in table.source_columns)
-        connection.execute(f"CREATE OR REPLACE TEMP TABLE {stage_name(table.name)} AS SELECT {columns}, {person} "
-                           f"FROM wh.{quote(table.name)} s JOIN person_map m ON s.{quote(table.person_key)} = m.person_id")
-        step(f"read {table.name}")
-    if plan.needs_identity and plan.identity:
-        connection.execute(f"CREATE TEMP TABLE scrub_patterns AS {scrub_patterns_sql(plan.identity, 'person_map')}")
+    return (f"SELECT {columns}, {person} FROM wh.{quote(table.name)} s "
+            f"JOIN person_map m ON s.{quote(table.person_key)} = m.person_id")
 
 
 def write_tables(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan, step: Step = lambda _: None) -> dict[str, int]:
     """Write every output table into the connection's main database; return row counts."""
-    positional, maps = _renumbering(connection, plan)
+    if plan.needs_identity and plan.identity:
+        connection.execute(f"CREATE TEMP TABLE scrub_patterns AS {scrub_patterns_sql(plan.identity, 'person_map')}")
+    renumbering, maps = _renumbering(connection, plan)
     rows = {}
     for table in plan.tables:
-        connection.execute(output_table_sql(table, positional.get(table.name), maps))
+        connection.execute(output_table_sql(table, renumbering[table.name], maps))
         rows[table.name] = connection.execute(f"SELECT count(*) FROM main.{quote(table.name)}").fetchall()[0][0]
         step(f"write {table.name}")
     return rows
 
 
-def _renumbering(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
-    """Per table, its own key's permutation (table -> (column, permutation table)); per domain
-    that other columns reference, a map from source id to new id (domain -> map table)."""
-    positional: dict[str, tuple[str, str]] = {}
+def _renumbering(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan) -> tuple[dict[str, Renumbering], dict[str, str]]:
+    domains = plan.record_key_domains()
+    result: dict[str, Renumbering] = {}
     maps: dict[str, str] = {}
-    for number, (domain, uses) in enumerate(sorted(plan.record_key_domains().items())):
+    for number, table in enumerate(plan.tables):
+        own = next((c.source for c in table.columns
+                    if c.transform == "renumber" and c.domain == f"{table.name}.{c.source}"), None)
+        if own is None:
+            result[table.name] = Renumbering(None, None, None)
+            continue
+        domain = f"{table.name}.{own}"
+        referenced = any(use != (table.name, own) for use in domains[domain])
+        staged = f"staged_{number}" if referenced else None
+        if staged:
+            connection.execute(f"CREATE TEMP TABLE {staged} AS {cohort_rows(table)}")
+            count = connection.execute(f"SELECT count(*) FROM {staged}").fetchall()[0][0]
+        else:
+            count = connection.execute(f"SELECT count(*) FROM wh.{quote(table.name)} s SEMI JOIN person_map m "
+                                       f"ON s.{quote(table.person_key)} = m.person_id").fetchall()[0][0]
+        permutation = f"permutation_{number}"
+        _register_table(connection, permutation, {"new_id": secure_permutation(count)})
+        result[table.name] = Renumbering(own, permutation, staged)
+        if staged:
+            maps[domain] = _map_from_owner(connection, number, staged, own, permutation, domain)
+    for number, (domain, uses) in enumerate(sorted(domains.items())):
         owner_table, _, owner_column = domain.partition(".")
-        owned = (owner_table, owner_column) in uses
-        referenced = any(use != (owner_table, owner_column) for use in uses)
-        if owned and owner_table not in positional:
-            count = connection.execute(f"SELECT count(*) FROM {stage_name(owner_table)}").fetchall()[0][0]
-            permutation = f"key_permutation_{number}"
-            _register_table(connection, permutation, {"new_id": secure_permutation(count)})
-            positional[owner_table] = (owner_column, permutation)
-            if referenced:
-                maps[domain] = _map_from_owner(connection, number, owner_table, owner_column, permutation, domain)
-        else:  # only referenced here, or a second own key of a table
-            maps[domain] = _map_from_references(connection, number, uses)
-    return positional, maps
+        positional = owner_table in result and result[owner_table].own_column == owner_column
+        if domain not in maps and (not positional or len(uses) > 1):
+            maps[domain] = _map_from_references(connection, number, plan, uses)
+    return result, maps
 
 
-def _map_from_owner(connection: duckdb.DuckDBPyConnection, number: int, table: str, column: str, permutation: str,
+def _map_from_owner(connection: duckdb.DuckDBPyConnection, number: int, staged: str, column: str, permutation: str,
                     domain: str) -> str:
     name = f"key_map_{number}"
     connection.execute(f"CREATE TEMP TABLE {name} AS SELECT s.{quote(column)} AS src, p.new_id "
-                       f"FROM {stage_name(table)} s POSITIONAL JOIN {permutation} p WHERE s.{quote(column)} IS NOT NULL")
+                       f"FROM {staged} s POSITIONAL JOIN {permutation} p WHERE s.{quote(column)} IS NOT NULL")
     rows, distinct = connection.execute(f"SELECT count(*), count(DISTINCT src) FROM {name}").fetchall()[0]
     if rows != distinct:
         raise KeyNotUnique(f"the record key {domain} is not unique in the warehouse ({rows - distinct} repeated ids), "
@@ -149,11 +169,14 @@ def _map_from_owner(connection: duckdb.DuckDBPyConnection, number: int, table: s
     return name
 
 
-def _map_from_references(connection: duckdb.DuckDBPyConnection, number: int, uses: list[tuple[str, str]]) -> str:
+def _map_from_references(connection: duckdb.DuckDBPyConnection, number: int, plan: ExtractPlan,
+                         uses: list[tuple[str, str]]) -> str:
     """Ids referenced by tables whose owner table is not in the extract: distinct ids, shuffled."""
-    ids = " UNION ALL ".join(f"SELECT {quote(column)} AS id FROM {stage_name(table)}" for table, column in uses)
+    ids = " UNION ALL ".join(
+        f"SELECT s.{quote(column)} AS id FROM wh.{quote(table)} s SEMI JOIN person_map m "
+        f"ON s.{quote(plan.table(table).person_key)} = m.person_id" for table, column in uses)
     distinct = connection.execute(f"SELECT DISTINCT id FROM ({ids}) WHERE id IS NOT NULL").fetchnumpy()["id"]
-    name = f"key_map_{number}"
+    name = f"reference_map_{number}"
     _register_table(connection, name, {"src": np.asarray(distinct, dtype=np.int64),
                                        "new_id": secure_permutation(len(distinct))})
     return name
@@ -165,18 +188,18 @@ def _register_table(connection: duckdb.DuckDBPyConnection, name: str, columns: d
     connection.unregister(f"{name}_input")
 
 
-def output_table_sql(table: TablePlan, own: tuple[str, str] | None, maps: dict[str, str]) -> str:
-    """CREATE TABLE of one output table from its staged rows, ordered by pseudonym."""
-    sources = [f"{stage_name(table.name)} s"]
-    if own is not None:
-        sources.append(f"POSITIONAL JOIN {own[1]} p")
-    expressions, order_dates, order_keys = [], [], []
+def output_table_sql(table: TablePlan, renumbering: Renumbering, maps: dict[str, str]) -> str:
+    """CREATE TABLE of one output table, in one pass over its cohort rows, ordered by pseudonym."""
+    rows = renumbering.staged or f"({cohort_rows(table)})"
+    sources = [f"{rows} s"]
+    if renumbering.permutation:
+        sources.append(f"POSITIONAL JOIN {renumbering.permutation} p")
+    expressions, dates = [], []
     for index, column in enumerate(table.columns):
         alias = None
         if column.transform == "renumber":
-            if own is not None and column.source == own[0]:
+            if column.source == renumbering.own_column:
                 alias = "p"
-                order_keys.append("p.new_id")
             else:
                 alias = f"r{index}"
                 sources.append(f"LEFT JOIN {maps[column.domain]} {alias} ON s.{quote(column.source)} = {alias}.src")
@@ -185,13 +208,12 @@ def output_table_sql(table: TablePlan, own: tuple[str, str] | None, maps: dict[s
         expression = column_expression(column, domain_alias=alias)
         expressions.append(f"{expression} AS {quote(column.output)}")
         if column.transform == "shift_days":
-            order_dates.append(expression)
-    if own is not None and not order_keys:
-        order_keys.append("p.new_id")  # the own key was not requested: still a random tie-break
-    if not order_keys:
-        order_keys = [column_expression(c, domain_alias=f"r{i}" if c.transform == "renumber" else None)
-                      for i, c in enumerate(table.columns) if c.transform not in ("pseudonym", "shift_days", "scrub")]
-    # pseudonym, then the first date and a random tie-break: never the source order
-    order = ", ".join(["s._bm_rank", *order_dates[:1], *order_keys])
+            dates.append(expression)
+    if renumbering.permutation:
+        tie_break = ["p.new_id"]  # random
+    else:  # no own key: the content itself
+        tie_break = [column_expression(c, domain_alias=f"r{i}" if c.transform == "renumber" else None)
+                     for i, c in enumerate(table.columns) if c.transform not in ("pseudonym", "shift_days", "scrub")]
+    order = ", ".join([f"s.{PERSON_COLUMNS['rank']}", *dates[:1], *tie_break])
     return (f"CREATE TABLE main.{quote(table.name)} AS SELECT {', '.join(expressions)} "
             f"FROM {' '.join(sources)} ORDER BY {order}")

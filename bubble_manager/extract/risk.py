@@ -23,18 +23,17 @@ from .. import clock
 from ..operations import Context, StudyOperations
 from ..studies import Actor, State
 from .cohort import CohortRefused, ensure_cohort_database, quote, select_cohort, shown_count, warehouse_fingerprint
-from .pipeline import attach_warehouse, build_connection, register_person_map, resolve_cohort, stage_name, stage_tables
+from .pipeline import attach_warehouse, build_connection, register_person_map, resolve_cohort, write_tables
 from .plan import ExtractPlan, make_plan
 from .settings import ExtractSettings, cohort_database_folder, extract_settings
-from .transforms import generalised_expression
 
 DRY_RUN_STATES = {State.submitted, State.approved, State.active}
 
 
 def risk_report(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan, persons: int, *, k: int,
                 rarest: int) -> dict[str, Any]:
-    """The risk report over the staged cohort rows (see `pipeline.stage_tables`)."""
-    groups = [_classes(connection, table.name, [c for c in table.columns if c.column_class == "quasi_identifier"], k)
+    """The risk report over the output tables as written (see `pipeline.write_tables`)."""
+    groups = [_classes(connection, table.name, [c.output for c in table.columns if c.column_class == "quasi_identifier"], k)
               for table in plan.tables]
     groups = [g for g in groups if g is not None]
     return {
@@ -50,29 +49,32 @@ def risk_report(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan, person
     }
 
 
-def _classes(connection: duckdb.DuckDBPyConnection, table: str, columns: list, k: int) -> dict[str, Any] | None:
+def _classes(connection: duckdb.DuckDBPyConnection, table: str, columns: list[str], k: int) -> dict[str, Any] | None:
     if not columns:
         return None
-    keys = ", ".join(generalised_expression(c, f"s.{quote(c.source)}") for c in columns)
+    keys = ", ".join(quote(c) for c in columns)
     records, classes, smallest, under = connection.execute(
         f"SELECT coalesce(sum(size), 0), count(*), min(size), coalesce(sum(size) FILTER (WHERE size < {int(k)}), 0) "
-        f"FROM (SELECT count(*) AS size FROM {stage_name(table)} s GROUP BY {keys})"
+        f"FROM (SELECT count(*) AS size FROM main.{quote(table)} GROUP BY {keys})"
     ).fetchall()[0]
-    return {"table": table, "columns": [c.output for c in columns], "records": int(records), "classes": int(classes),
+    return {"table": table, "columns": columns, "records": int(records), "classes": int(classes),
             "smallest_class": None if smallest is None else int(smallest),
             "records_in_classes_under_k": int(under)}
 
 
 def _rare_codes(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan, k: int, rarest: int) -> dict[str, Any]:
+    """Codes held by the fewest persons (records, for a table requested without its person column)."""
     parts, names = [], []
     for table in plan.tables:
+        person = table.output_person_column
+        holders = f"count(DISTINCT {quote(person)})" if person else "count(*)"
         for column in table.columns:
             if column.is_code:
                 name = f"{table.name}.{column.output}"
                 names.append(name)
-                parts.append(f"SELECT '{name}' AS code_column, CAST(s.{quote(column.source)} AS VARCHAR) AS code, "
-                             f"count(DISTINCT s.{quote(table.person_key)}) AS persons FROM {stage_name(table.name)} s "
-                             f"WHERE s.{quote(column.source)} IS NOT NULL GROUP BY s.{quote(column.source)}")
+                parts.append(f"SELECT '{name}' AS code_column, CAST({quote(column.output)} AS VARCHAR) AS code, "
+                             f"{holders} AS persons FROM main.{quote(table.name)} "
+                             f"WHERE {quote(column.output)} IS NOT NULL GROUP BY {quote(column.output)}")
     if not parts:
         return {"columns": [], "codes": 0, "codes_under_k": 0, "rarest": []}
     connection.execute(f"CREATE OR REPLACE TEMP TABLE code_counts AS {' UNION ALL '.join(parts)}")
@@ -131,7 +133,7 @@ def _dry_run(context: Context, settings: ExtractSettings, plan: ExtractPlan, war
             attach_warehouse(connection, warehouse, catalog)
             persons = resolve_cohort(connection, plan, selected)
             register_person_map(connection, persons, None, None)
-            stage_tables(connection, plan)
+            write_tables(connection, plan)
             report = risk_report(connection, plan, len(persons), k=k, rarest=settings.rarest_codes)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
