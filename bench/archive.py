@@ -91,6 +91,9 @@ def build_home(root: Path, size_mib: int) -> tuple[Path, str, Path, str]:
     (home / "warehouse").mkdir(parents=True)
     shutil.copy(REPO / "bubble_manager" / "data" / "demo_catalog.yaml", home / "warehouse" / "warehouse.catalog.yaml")
     init_signing_key(home)
+    # X25519 study keys: Debian 12's age (1.1.1), the baseline, cannot write hybrid (age1pq1) files.
+    # The hybrid recipient costs one KEM per file (bench/age_pq.py), not per byte.
+    (home / "bubble_manager_config.py").write_text('c.PostQuantumSettings.archive_key_type = "x25519"\n')
     real_clock = clock.utcnow
     moments = iter([dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)] * 6
                    + [dt.datetime(2026, 12, 1, 9, tzinfo=dt.timezone.utc)] * 100)

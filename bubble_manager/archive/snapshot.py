@@ -135,7 +135,6 @@ def adopt_orphans(context, slug: str, folder: Path, actor: str) -> list[int]:
     pattern = re.compile(rf"^{re.escape(slug)}-(\d+)\.tar\.zst\.age$")
     for path in sorted(folder.iterdir()):
         match = pattern.match(path.name)
-        envelope = envelope_path_for(path)
         if path.name.endswith(ENVELOPE_SUFFIX):
             archive = path.with_name(path.name[: -len(ENVELOPE_SUFFIX)])
             number_match = pattern.match(archive.name)
