@@ -140,3 +140,39 @@ def test_refusal_page_escapes_and_explains():
     assert "&lt;b&gt;did not&lt;/b&gt;" in error.jupyterhub_html_message
     assert 'href="https://idp/end?a=1&amp;b=2"' in error.jupyterhub_html_message
     assert "Reference: no-second-factor" in error.jupyterhub_html_message
+
+
+# --- hub_config/oidc.py ------------------------------------------------------------------------
+
+def load_hub_config(monkeypatch, environment: dict[str, str]):
+    from pathlib import Path
+
+    from traitlets.config import Config
+
+    for name in ("BUBBLE_OIDC_ISSUER", "BUBBLE_OIDC_CLIENT_ID", "BUBBLE_OIDC_GROUP_MAP", "JUPYTERHUB_CRYPT_KEY",
+                 "BUBBLE_OIDC_CLIENT_SECRET_FILE", "BUBBLE_OIDC_MFA_ACR", "BUBBLE_HUB_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    config = Config()
+    source = (Path(__file__).resolve().parents[2] / "hub_config" / "oidc.py").read_text()
+    exec(compile(source, "hub_config/oidc.py", "exec"), {"get_config": lambda: config})  # noqa: S102
+    return config
+
+
+def test_hub_config_names_what_is_missing(monkeypatch):
+    with pytest.raises(SystemExit, match="set BUBBLE_OIDC_ISSUER, BUBBLE_OIDC_CLIENT_ID, BUBBLE_OIDC_GROUP_MAP, "
+                                         "JUPYTERHUB_CRYPT_KEY"):
+        load_hub_config(monkeypatch, {})
+
+
+def test_hub_config(monkeypatch, tmp_path):
+    config = load_hub_config(monkeypatch, {
+        "BUBBLE_OIDC_ISSUER": ISSUER, "BUBBLE_OIDC_CLIENT_ID": "hub", "JUPYTERHUB_CRYPT_KEY": "00" * 32,
+        "BUBBLE_OIDC_GROUP_MAP": '{"eds-researchers": "researchers"}', "BUBBLE_OIDC_MFA_ACR": "gold, eidas2",
+        "BUBBLE_HUB_URL": "https://hub.example/", "BUBBLE_MANAGER_HOME": str(tmp_path)})
+    assert config.JupyterHub.authenticator_class.endswith("BubbleOIDCAuthenticator")
+    oidc = config.BubbleOIDCAuthenticator
+    assert oidc.oauth_callback_url == "https://hub.example/hub/oauth_callback"
+    assert oidc.group_map == {"eds-researchers": "researchers"} and oidc.mfa_acr_values == {"gold", "eidas2"}
+    assert config.Authenticator.admin_users == set() and config.JupyterHub.cookie_max_age_days < 1
