@@ -7,11 +7,12 @@ the runner, so an operator (or a test) can run them one at a time with the same 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -118,6 +119,24 @@ def run_tick(context, settings: Reconciler, hub: HubPort | None, *, dry_run: boo
         release_lock(context.store, holder)
     report.seconds = time.perf_counter() - started
     return report
+
+
+@contextlib.contextmanager
+def runner_holding_lock(context, settings: Reconciler, hub: HubPort | None) -> Iterator["TickRunner"]:
+    """A `TickRunner` holding the reconciler lock, to run steps one at a time (operators, tests)."""
+    holder = new_holder()
+    report = TickReport(started_at=clock.utcnow(), holder=holder)
+    status = acquire_lock(context.store, holder, settings.lock_ttl_seconds)
+    if not status.acquired:
+        raise LockLost(f"another reconciler ({status.holder}) holds the lock")
+    try:
+        with LockGuard(context.store, holder, settings.lock_ttl_seconds) as guard:
+            runner = TickRunner(context, settings, hub, holder, report)
+            runner.guard = guard
+            runner.recover_interrupted()
+            yield runner
+    finally:
+        release_lock(context.store, holder)
 
 
 # --- the runner -----------------------------------------------------------------------------------
@@ -325,17 +344,25 @@ class TickRunner:
 
     def close_study(self, slug: str) -> bool:
         """Run the study's closing path from where it stands until it is complete or a step fails."""
-        from .lifecycle_closing import CLOSURE_ACTIONS
-
         for _ in range(len(CLOSURE_STEPS) + 1):
-            view, row, state = self.closure(slug)
-            step = next_closure_step(view, state)
+            step = self.step_study(slug)
             if step is None:
-                self._finish_closure(slug, row)
                 return True
-            if not self.run_step(slug, step, lambda: CLOSURE_ACTIONS[step](self, slug, row)):
+            if step is False:
                 return False
         raise RuntimeError(f"the closing path of {slug} does not advance")  # a bug, never a state of the world
+
+    def step_study(self, slug: str) -> str | None | bool:
+        """Run the next step of the study's closing path: its name if done, False if it failed,
+        None when the path is complete."""
+        from .lifecycle_closing import CLOSURE_ACTIONS
+
+        view, row, state = self.closure(slug)
+        step = next_closure_step(view, state)
+        if step is None:
+            self._finish_closure(slug, row)
+            return None
+        return step if self.run_step(slug, step, lambda: CLOSURE_ACTIONS[step](self, slug, row)) else False
 
     def _finish_closure(self, slug: str, row: LifecycleClosureRow) -> None:
         if row.finished_at is not None:
