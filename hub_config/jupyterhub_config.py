@@ -38,6 +38,7 @@ c.JupyterHub.hub_bind_url = unix_url(local.hub_socket)
 c.JupyterHub.hub_connect_url = unix_url(local.hub_socket)
 c.JupyterHub.hub_socket_mode = 0o666              # bubbles (each its own uid) reach it read-only mounted
 c.ConfigurableHTTPProxy.command = [str(repository / "node_modules" / ".bin" / "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.api_url = unix_url(local.proxy_api_socket)   # root-only folder, no port to collide
 c.JupyterHub.db_url = f"sqlite:///{home / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(home / "keys" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(home / "jupyterhub.pid")

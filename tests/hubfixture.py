@@ -265,8 +265,10 @@ class HubFixture:
         (self.root / "jupyterhub_config.py").write_text(
             "from pathlib import Path\n"
             f"load_subconfig({str(REPOSITORY / 'hub_config' / 'demo_config.py')!r})\n"
-            "c.ConfigurableHTTPProxy.api_url = " + repr(f"http://127.0.0.1:{free_port()}") + "\n"
-            + ("" if with_service else "c.JupyterHub.services = []\nc.JupyterHub.default_url = '/hub/home'\n") +
+            + ("" if with_service else
+               "c.JupyterHub.services = []\nc.JupyterHub.default_url = '/hub/home'\n"
+               "c.JupyterHub.load_roles = [r for r in c.JupyterHub.load_roles if not r.get('services')"
+               " or r['name'] == 'admin']\n") +
             "c.JupyterHub.services.append({'name': 'test-admin', 'api_token': " + repr(self.admin_token) + "})\n"
             "c.JupyterHub.load_roles.append({'name': 'test-admin', 'services': ['test-admin'], 'scopes': "
             "['admin:users', 'admin:servers', 'tokens', 'read:hub', 'proxy', 'list:users', 'admin:groups']})\n"

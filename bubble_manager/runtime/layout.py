@@ -7,7 +7,8 @@ study's folder is `root:<study gid> 0750`; its extract and manifest `root:<study
 another uid and gid and cannot read any of it, even if it could name it. Workspaces are created
 here, never deleted.
 
-Under `runtime_dir` (root): `hub/` holds the hub's API socket; `bubbles/u<uid>/` (0711) holds the
+Under `runtime_dir` (root): `hub/` holds the hub's API socket; `proxy/` (0700) the proxy's API
+socket; `bubbles/u<uid>/` (0711) holds the
 generated `/etc` of that bubble, its server socket folder `sock/` (owned by the bubble uid), and
 the launcher's `state.json` and `bubble.log` (root only).
 """
@@ -95,6 +96,7 @@ def prepare_runtime(settings: LocalBubbles) -> None:
     root.mkdir(parents=True, exist_ok=True)
     _ensure_dir(root, 0, 0, 0o711)
     _ensure_dir(settings.hub_socket_dir, 0, 0, 0o755)
+    _ensure_dir(settings.proxy_api_socket.parent, 0, 0, 0o700)
     _ensure_dir(settings.bubbles_dir, 0, 0, 0o711)
 
 

@@ -96,3 +96,8 @@ class LocalBubbles(Configurable):
     @property
     def bubbles_dir(self) -> Path:
         return self.runtime_path / "bubbles"
+
+    @property
+    def proxy_api_socket(self) -> Path:
+        """The proxy's API socket, in a root-only folder (never mounted in bubbles)."""
+        return self.runtime_path / "proxy" / "api.sock"

@@ -117,6 +117,9 @@ def check_gate(study: Study | None, member: str, server_name: str, now: dt.datet
     if not SLUG_PATTERN.match(server_name) or study is None:
         raise SpawnRefused("unknown-study", f"there is no study named {server_name!r}; open your studies from the "
                                             "bubble-manager panel")
+    if member not in study.members and member == study.requester:
+        raise SpawnRefused("not-member", f"you are not a member of study {study.slug}, only its requester; propose "
+                                         "yourself as a member (a steward approves it) to open its bubble")
     if member not in study.members:
         raise SpawnRefused("not-member", f"you are not a member of study {study.slug}; ask its requester "
                                          f"({study.requester}) to propose you as a member")
