@@ -44,6 +44,13 @@ PLATFORM_ADMIN_SCOPES = [
 ]
 
 
+SERVICE_SCOPES = [
+    "list:users", "read:users", "read:users:activity", "read:servers",
+    "delete:servers",           # expiry, revocation, idle culling, admin stop
+    "read:groups",              # who the stewards are, for notifications
+]  # never access:servers or tokens: the service reads no bubble and acts as no one
+
+
 def hub_roles() -> list[dict[str, Any]]:
     """`c.JupyterHub.load_roles`: the redefined user role, the empty built-in admin role, the groups."""
     roles: list[dict[str, Any]] = [
@@ -56,6 +63,8 @@ def hub_roles() -> list[dict[str, Any]]:
          "scopes": [SCOPE_REVIEW, SERVICE_ACCESS], "groups": ["stewards"]},
         {"name": "bubble-admin", "description": "Operates the platform; cannot open bubbles nor act as a user.",
          "scopes": [SCOPE_ADMIN, SERVICE_ACCESS, *PLATFORM_ADMIN_SCOPES], "groups": ["admins"]},
+        {"name": "bubble-manager-service", "description": "The panel and reconciler: see servers, stop them.",
+         "scopes": list(SERVICE_SCOPES), "services": [SERVICE_NAME]},
     ]
     return roles
 
