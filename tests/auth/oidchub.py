@@ -48,12 +48,10 @@ class OIDCHub(HubFixture):
             f"load_subconfig({str(REPOSITORY / 'hub_config' / 'jupyterhub_config.py')!r})",
             f"load_subconfig({str(REPOSITORY / 'hub_config' / 'oidc.py')!r})",
             f"c.ConfigurableHTTPProxy.api_url = {f'http://127.0.0.1:{free_port()}'!r}",
-            *([] if with_service else ["c.JupyterHub.services = []", "c.JupyterHub.default_url = '/hub/home'"]),
-            # hubapi.hub_services runs `-m bubble_manager.service.app`, a module without a main guard
-            # (it exits at once); `-m bubble_manager.service` is the entry point. Reported to the lead.
-            "for service in c.JupyterHub.services:",
-            "    if service.get('name') == 'bubble-manager' and service['command'][-1] == 'bubble_manager.service.app':",
-            "        service['command'][-1] = 'bubble_manager.service'",
+            *([] if with_service else [
+                "c.JupyterHub.services = []", "c.JupyterHub.default_url = '/hub/home'",
+                "c.JupyterHub.load_roles = [role for role in c.JupyterHub.load_roles "
+                "if 'bubble-manager' not in role.get('services', [])]"]),
             f"c.JupyterHub.services.append({{'name': 'test-admin', 'api_token': {self.admin_token!r}}})",
             "c.JupyterHub.load_roles.append({'name': 'test-admin', 'services': ['test-admin'], 'scopes': "
             "['admin:users', 'admin:servers', 'tokens', 'read:hub', 'proxy', 'list:users']})",
