@@ -116,6 +116,8 @@ def main() -> int:
           f"[{', '.join(f'{t:.2f}' for t in times['plain'])}]")
     ratio = bubble / plain
     print(f"ratio bubble / plain: {ratio:.3f} (target <= 1.15: {'met' if ratio <= 1.15 else 'NOT met'})")
+    print(f"context: fastest of each, bubble / plain = {min(times['bubble']) / min(times['plain']):.3f} "
+          f"(the least disturbed runs when other jobs share the machine)")
     if problems:
         print(f"warning: left behind: {problems}", file=sys.stderr)
     return 0
