@@ -39,7 +39,11 @@ class OIDCHub(HubFixture):
         hub = cls.create(with_service=with_service)
         hub.provider = DevProvider(hub.root / "oidc", redirect_uris=[f"{hub.url}/hub/oauth_callback"],
                                    post_logout_redirect_uris=[f"{hub.url}/hub/login"])
-        hub.provider.start()
+        try:
+            hub.provider.start()
+        except Exception:
+            hub.close()
+            raise
         hub._write_oidc_config(with_service)
         return hub
 
