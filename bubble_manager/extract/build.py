@@ -32,7 +32,7 @@ from ..runtime.spec import StudyPaths
 from ..store import ExtractRow
 from ..studies import Actor, State, Study
 from ..study_request import canonical_json
-from .cohort import CohortRefused, ensure_cohort_database, exclusive_lock, fsync_path, select_cohort, \
+from .cohort import CohortRefused, ensure_cohort_database, exclusive_lock, fsync_path, start_cohort, \
     warehouse_fingerprint
 from .manifest import Verification, build_manifest, manifest_bytes, sha256_file, sign_manifest, verify_extract
 from .pipeline import KeyNotUnique, attach_warehouse, build_connection, register_person_map, resolve_cohort, write_tables
@@ -154,16 +154,20 @@ def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan
     catalog = context.catalog
     warehouse = Path(context.settings.warehouse_path)
     fingerprint = warehouse_fingerprint(warehouse, catalog)
-    ensure_study_keys(context, study.slug, actor=actor.name)
-    recipients = study_recipients(context, study.slug)
-    previous = None
-    if paths.vault.exists():
-        identity = load_live_identity(context, study.slug, actor=actor.name, purpose="rebuild")
-        previous = read_vault(paths.vault, study.slug, [identity])
     database = ensure_cohort_database(warehouse, catalog, cohort_database_folder(context, settings))
-    selected = select_cohort(database, plan.cohort_sql, catalog.cohort_tables(),
-                             timeout=settings.cohort_timeout_seconds, memory_limit=settings.cohort_memory_limit,
-                             threads=settings.cohort_threads)
+    running = start_cohort(database, plan.cohort_sql, catalog.cohort_tables(), timeout=settings.cohort_timeout_seconds,
+                           memory_limit=settings.cohort_memory_limit, threads=settings.cohort_threads)
+    try:  # keys and vault while the child starts up and runs the query
+        ensure_study_keys(context, study.slug, actor=actor.name)
+        recipients = study_recipients(context, study.slug)
+        previous = None
+        if paths.vault.exists():
+            identity = load_live_identity(context, study.slug, actor=actor.name, purpose="rebuild")
+            previous = read_vault(paths.vault, study.slug, [identity])
+    except BaseException:
+        running.cancel()
+        raise
+    selected = running.result()
     step("cohort query")
     token = secrets.token_hex(6)
     temporary = paths.root / f".extract.duckdb.{token}.tmp"

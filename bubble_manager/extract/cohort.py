@@ -29,6 +29,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -239,41 +240,64 @@ def ensure_cohort_database(warehouse: Path, catalog: Catalog, folder: Path) -> P
 
 # --- 3. running the query -----------------------------------------------------------------------
 
+class RunningQuery:
+    """A cohort query running in its child process; `result()` waits for it (or kills it)."""
+
+    def __init__(self, database: Path, sql: str, *, timeout: float, memory_limit: str, threads: int):
+        self.timeout = timeout
+        self.memory_limit = memory_limit
+        self.started = time.monotonic()
+        request = {"database": str(database), "sql": sql, "memory_limit": memory_limit, "threads": threads,
+                   "memory_bytes": duckdb_size_bytes(memory_limit) + 3 * 2**30}
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-m", "bubble_manager.extract.cohort_sandbox"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
+            start_new_session=True, env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"}, cwd="/",
+        )
+        stdin, self.process.stdin = self.process.stdin, None  # communicate() must not touch it again
+        try:  # the request is small: it fits the pipe buffer, so this never blocks on the child
+            stdin.write(json.dumps(request).encode("utf-8"))
+            stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def cancel(self) -> None:
+        _kill(self.process)
+
+    def result(self) -> np.ndarray:
+        """The distinct person ids the query selects, or CohortRefused."""
+        remaining = max(0.0, self.timeout - (time.monotonic() - self.started))
+        try:
+            output, errors = self.process.communicate(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            _kill(self.process)
+            raise CohortRefused("timeout", f"the cohort query ran over its time limit of {self.timeout:g} s and was "
+                                "stopped; simplify it (fewer joins, more selective conditions)") from None
+        except BaseException:
+            _kill(self.process)
+            raise
+        header, _, payload = output.partition(b"\n")
+        try:
+            status = json.loads(header.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            killed = self.process.returncode is not None and self.process.returncode < 0
+            raise CohortRefused("crashed", "the cohort query process stopped without an answer"
+                                + (" (killed)" if killed else "") + "; it may have run out of memory",
+                                detail=errors.decode("utf-8", "replace")[-2000:]) from None
+        if not status.get("ok"):
+            raise _refusal_from_child(status, self.memory_limit)
+        ids = np.frombuffer(payload, dtype="<i8").astype(np.int64)
+        if len(ids) != status.get("count"):
+            raise CohortRefused("crashed", "the cohort query process returned a truncated answer")
+        return ids
+
+
 def run_cohort_query(database: Path, sql: str, *, timeout: float, memory_limit: str, threads: int) -> np.ndarray:
     """Run `sql` in a confined child process; return the distinct person ids it selects.
 
     No parse-time checks here (see `select_cohort`): this is the last layer on its own.
     """
-    request = {"database": str(database), "sql": sql, "memory_limit": memory_limit, "threads": threads,
-               "memory_bytes": duckdb_size_bytes(memory_limit) + 3 * 2**30}
-    process = subprocess.Popen(
-        [sys.executable, "-I", "-m", "bubble_manager.extract.cohort_sandbox"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
-        start_new_session=True, env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"}, cwd="/",
-    )
-    try:
-        output, errors = process.communicate(json.dumps(request).encode("utf-8"), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill(process)
-        raise CohortRefused("timeout", f"the cohort query ran over its time limit of {timeout:g} s and was stopped; "
-                            "simplify it (fewer joins, more selective conditions)") from None
-    except BaseException:
-        _kill(process)
-        raise
-    header, _, payload = output.partition(b"\n")
-    try:
-        status = json.loads(header.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        killed = process.returncode is not None and process.returncode < 0
-        raise CohortRefused("crashed", "the cohort query process stopped without an answer"
-                            + (" (killed)" if killed else "") + "; it may have run out of memory",
-                            detail=errors.decode("utf-8", "replace")[-2000:]) from None
-    if not status.get("ok"):
-        raise _refusal_from_child(status, memory_limit)
-    ids = np.frombuffer(payload, dtype="<i8").astype(np.int64)
-    if len(ids) != status.get("count"):
-        raise CohortRefused("crashed", "the cohort query process returned a truncated answer")
-    return ids
+    return RunningQuery(database, sql, timeout=timeout, memory_limit=memory_limit, threads=threads).result()
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -299,11 +323,18 @@ def _refusal_from_child(status: dict, memory_limit: str) -> CohortRefused:
                          "the message may quote data, so it is shown to stewards only", detail=message)
 
 
+def start_cohort(database: Path, sql: str, allowed_tables: set[str] | list[str], *, timeout: float,
+                 memory_limit: str, threads: int) -> RunningQuery:
+    """Check `sql`, then start it confined; collect the person ids with `.result()`."""
+    query = check_cohort_sql(sql, allowed_tables)
+    return RunningQuery(database, query, timeout=timeout, memory_limit=memory_limit, threads=threads)
+
+
 def select_cohort(database: Path, sql: str, allowed_tables: set[str] | list[str], *, timeout: float,
                   memory_limit: str, threads: int) -> np.ndarray:
     """Check `sql`, then run it confined; the person ids it selects (opt-outs not yet removed)."""
-    query = check_cohort_sql(sql, allowed_tables)
-    return run_cohort_query(database, query, timeout=timeout, memory_limit=memory_limit, threads=threads)
+    return start_cohort(database, sql, allowed_tables, timeout=timeout, memory_limit=memory_limit,
+                        threads=threads).result()
 
 
 def shown_count(count: int, k: int) -> str:

@@ -10,6 +10,7 @@ what the requester may see.
 
 from __future__ import annotations
 
+import array
 import json
 import resource
 import sys
@@ -55,7 +56,7 @@ def main() -> int:
                f"{request['sql']}\n) AS cohort WHERE person_id IS NOT NULL")
     try:
         connection = duckdb.connect(request["database"], read_only=True, config=config)
-        ids = connection.execute(wrapped).fetchnumpy()["person_id"]
+        ids = array.array("q", (row[0] for row in connection.execute(wrapped).fetchall()))
     except duckdb.Error as error:
         kind = ERROR_KINDS.get(type(error).__name__, "runtime")
         _reply({"ok": False, "kind": kind, "error_type": type(error).__name__, "message": str(error)})
@@ -63,10 +64,9 @@ def main() -> int:
     except MemoryError:
         _reply({"ok": False, "kind": "memory", "error_type": "MemoryError", "message": "out of memory"})
         return 0
-    import numpy as np
-
-    data = np.asarray(ids, dtype="<i8")
-    _reply({"ok": True, "count": int(len(data))}, data.tobytes())
+    if sys.byteorder != "little":
+        ids.byteswap()
+    _reply({"ok": True, "count": len(ids)}, ids.tobytes())
     return 0
 
 

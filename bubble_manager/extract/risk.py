@@ -63,27 +63,44 @@ def _classes(connection: duckdb.DuckDBPyConnection, table: str, columns: list[st
 
 
 def _rare_codes(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan, k: int, rarest: int) -> dict[str, Any]:
-    """Codes held by the fewest persons (records, for a table requested without its person column)."""
-    parts, names = [], []
-    for table in plan.tables:
-        person = table.output_person_column
-        holders = f"count(DISTINCT {quote(person)})" if person else "count(*)"
-        for column in table.columns:
-            if column.is_code:
-                name = f"{table.name}.{column.output}"
-                names.append(name)
-                parts.append(f"SELECT '{name}' AS code_column, CAST({quote(column.output)} AS VARCHAR) AS code, "
-                             f"{holders} AS persons FROM main.{quote(table.name)} "
-                             f"WHERE {quote(column.output)} IS NOT NULL GROUP BY {quote(column.output)}")
-    if not parts:
+    """Codes held by the fewest persons (records, for a table requested without its person column).
+
+    Two passes keep it cheap: a HyperLogLog estimate of the holders of every code, then exact
+    counts for the codes that could matter (estimates under 3k, or close to the rarest ones).
+    HyperLogLog counts small sets almost exactly, so no code under k can hide above 3k.
+    """
+    columns = [(table, column) for table in plan.tables for column in table.columns if column.is_code]
+    if not columns:
         return {"columns": [], "codes": 0, "codes_under_k": 0, "rarest": []}
-    connection.execute(f"CREATE OR REPLACE TEMP TABLE code_counts AS {' UNION ALL '.join(parts)}")
-    codes, under = connection.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE persons < {int(k)}) FROM code_counts").fetchall()[0]
+
+    def holders(table, exact: bool) -> str:
+        person = table.output_person_column
+        if person is None:
+            return "count(*)"
+        return f"count(DISTINCT {quote(person)})" if exact else f"approx_count_distinct({quote(person)})"
+
+    estimates = " UNION ALL ".join(
+        f"SELECT '{table.name}.{column.output}' AS code_column, CAST({quote(column.output)} AS VARCHAR) AS code, "
+        f"{holders(table, exact=False)} AS estimate FROM main.{quote(table.name)} "
+        f"WHERE {quote(column.output)} IS NOT NULL GROUP BY {quote(column.output)}" for table, column in columns)
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE code_estimates AS {estimates}")
+    codes, nth = connection.execute(
+        f"SELECT count(*), (SELECT estimate FROM code_estimates ORDER BY estimate LIMIT 1 OFFSET {int(rarest) - 1}) "
+        "FROM code_estimates").fetchall()[0]
+    threshold = max(3 * k, int(1.25 * (nth or 0)) + 1)
+    exact = " UNION ALL ".join(
+        f"SELECT '{table.name}.{column.output}' AS code_column, CAST({quote(column.output)} AS VARCHAR) AS code, "
+        f"{holders(table, exact=True)} AS persons FROM main.{quote(table.name)} "
+        f"WHERE CAST({quote(column.output)} AS VARCHAR) IN (SELECT code FROM code_estimates WHERE code_column = "
+        f"'{table.name}.{column.output}' AND estimate <= {threshold}) GROUP BY {quote(column.output)}"
+        for table, column in columns)
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE code_counts AS {exact}")
+    under = connection.execute(f"SELECT count(*) FROM code_counts WHERE persons < {int(k)}").fetchall()[0][0]
     rows = connection.execute("SELECT code_column, code, persons FROM code_counts ORDER BY persons, code_column, code "
                               f"LIMIT {int(rarest)}").fetchall()
     connection.execute("DROP TABLE code_counts")
-    return {"columns": names, "codes": int(codes), "codes_under_k": int(under),
+    connection.execute("DROP TABLE code_estimates")
+    return {"columns": [f"{t.name}.{c.output}" for t, c in columns], "codes": int(codes), "codes_under_k": int(under),
             "rarest": [{"column": c, "code": code, "persons": int(p)} for c, code, p in rows]}
 
 

@@ -162,3 +162,12 @@ def built(tmp_path_factory: pytest.TempPathFactory, demo_warehouse: Path):
     made = build_for_module(tmp_path_factory, demo_warehouse, "everyone")
     yield made
     made.context.close()
+
+
+@pytest.fixture
+def any_db_context(tmp_path: Path, demo_warehouse: Path, db_url: str, fixed_clock):
+    """Like `extract_context`, on SQLite and on a real PostgreSQL server."""
+    context = open_context(make_home(tmp_path, demo_warehouse), db_url)
+    context.extras["custodians"] = register_custodians(context)
+    yield context
+    context.close()

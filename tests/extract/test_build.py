@@ -250,4 +250,10 @@ def test_the_risk_report_counts_small_classes(built, both):
     minimum = rows(both, "SELECT min(n) FROM (SELECT count(DISTINCT person_id) AS n FROM x.condition_occurrence "
                          "GROUP BY condition_concept_id)")[0][0]
     assert rarest["persons"] <= minimum
+    exact = rows(both, " UNION ALL ".join(
+        f"SELECT '{name}' AS c, CAST({name.split('.')[1]} AS VARCHAR) AS code, count(DISTINCT person_id) AS n "
+        f"FROM x.{name.split('.')[0]} WHERE {name.split('.')[1]} IS NOT NULL GROUP BY 2" for name in codes["columns"])
+        + " ORDER BY n, c, code")
+    assert codes["codes"] == len(exact) and codes["codes_under_k"] == sum(1 for _, _, n in exact if n < 10)
+    assert [(r["column"], r["code"], r["persons"]) for r in codes["rarest"]] == exact[:10]
     assert re.fullmatch(r"\d+", rarest["code"])

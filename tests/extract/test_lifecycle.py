@@ -18,7 +18,6 @@ import pytest
 
 from bubble_manager.archive.age import AgeReader
 from bubble_manager.archive.keys import load_live_identity, study_share_files
-from bubble_manager.audit import AuditLog  # noqa: F401 - the audit API the assertions read through
 from bubble_manager.cli import main
 from bubble_manager.extract.activation import activate_with_extract
 from bubble_manager.extract.build import ExtractError, build_extract, extract_rows, remove_leftovers
@@ -366,3 +365,15 @@ def test_cli_studies_activate_builds_first(extract_context, fixed_clock, capsys)
     error = capsys.readouterr().err
     assert "error: cohort query refused" in error and "Could not convert" not in error
     assert StudyOperations(extract_context).get("cli-broken").state is State.approved
+
+
+def test_builds_are_recorded_and_audited_in_either_store(any_db_context):
+    approve_study(any_db_context, "stored", data={"person": ["person_id", "birth_date"]})
+    first = build_extract(any_db_context, ADMIN, "stored")
+    second = build_extract(any_db_context, ADMIN, "stored")
+    rows = extract_rows(any_db_context, "stored")
+    assert [(r.sha256, r.state) for r in rows] == [(first.sha256, "replaced"), (second.sha256, "current")]
+    assert rows[1].rows == {"person": second.persons} and rows[1].request_hash == second.request_hash
+    built = [d for a, d in audit_actions(any_db_context, "stored") if a == "extract.built"]
+    assert [d["sha256"] for d in built] == [first.sha256, second.sha256]
+    assert any_db_context.audit.verify(any_db_context.verifier()).ok  # the chain holds with the extract entries
