@@ -377,3 +377,21 @@ def test_builds_are_recorded_and_audited_in_either_store(any_db_context):
     built = [d for a, d in audit_actions(any_db_context, "stored") if a == "extract.built"]
     assert [d["sha256"] for d in built] == [first.sha256, second.sha256]
     assert any_db_context.audit.verify(any_db_context.verifier()).ok  # the chain holds with the extract entries
+
+
+def test_a_referenced_key_that_is_not_unique_is_refused(tmp_path, own_warehouse, fixed_clock):
+    with duckdb.connect(str(own_warehouse)) as warehouse:
+        warehouse.execute("UPDATE visit_occurrence SET visit_occurrence_id = (SELECT min(visit_occurrence_id) "
+                          "FROM visit_occurrence) WHERE visit_occurrence_id = (SELECT max(visit_occurrence_id) "
+                          "FROM visit_occurrence)")
+    context = open_context(make_home(tmp_path, own_warehouse))
+    register_custodians(context)
+    approve_study(context, "dupes", data={"visit_occurrence": ["visit_occurrence_id", "person_id"],
+                                          "condition_occurrence": ["person_id", "visit_occurrence_id"]})
+    with pytest.raises(ExtractError, match="visit_occurrence.visit_occurrence_id is not unique") as refused:
+        build_extract(context, ADMIN, "dupes")
+    assert refused.value.reason == "catalog"
+    paths = StudyPaths(context.home, "dupes")
+    assert not paths.extract.exists() and not [p for p in paths.root.iterdir() if p.name.startswith((".extract", ".spill"))]
+    assert ("extract.failed", {"stage": "build", "reason": "catalog"}) in audit_actions(context, "dupes")
+    context.close()
