@@ -4,6 +4,8 @@ extract, the hub restarts without losing the bubble, and the bubble stops leavin
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -190,3 +192,46 @@ def test_revoked_and_tampered_studies_are_refused(running_hub: HubFixture):
         assert message in response.json()["message"]
     reasons = {e.study: e.detail["reason"] for e in hub.context.audit.entries(action="bubble.refused", actor=BOB)}
     assert reasons["revoked-one"] == "revoked" and reasons["tampered-one"] == "extract-invalid"
+
+
+def test_a_bubble_that_ended_while_the_hub_was_down_is_found_stopped(running_hub: HubFixture):
+    hub = running_hub
+    browser = hub.login(BOB)
+    assert hub.spawn(browser, BOB, "beta").status_code in (201, 202)
+    state = hub.wait_ready(BOB, "beta")["state"]
+    hub.stop_hub()
+    os.kill(state["launcher_pid"], signal.SIGTERM)      # what the launcher does by itself at the study's end
+    hub.reap()
+    assert wait_for(lambda: not process_alive(state["launcher_pid"], state["launcher_start"]))
+    hub.start()
+    assert wait_for(lambda: hub.server_model(BOB, "beta") is None)
+    assert hub.bubble_leftovers() == []
+    routes = hub.api("GET", "/proxy").json()
+    assert not any("/user/bob@example.org/beta" in route for route in routes)
+
+
+def test_deleting_a_named_server_keeps_the_workspace(running_hub: HubFixture):
+    hub = running_hub
+    known = hub.api("GET", f"/users/{requests.utils.quote(BOB)}?include_stopped_servers").json()["servers"]
+    if "beta" not in known:      # the server must exist in the hub (started once) to be deleted
+        browser = hub.login(BOB)
+        hub.spawn(browser, BOB, "beta")
+        hub.wait_ready(BOB, "beta")
+        hub.api("DELETE", f"/users/{requests.utils.quote(BOB)}/servers/beta")
+        assert wait_for(lambda: hub.server_model(BOB, "beta") is None)
+    workspace = StudyPaths(hub.home, "beta").workspace(BOB)
+    (workspace / "analysis.py").write_text("print('kept')\n")
+    response = hub.api("DELETE", f"/users/{requests.utils.quote(BOB)}/servers/beta", json={"remove": True})
+    assert response.status_code in (202, 204), response.text
+    assert (workspace / "analysis.py").read_text() == "print('kept')\n"
+    deleted = hub.context.audit.entries(action="bubble.server-deleted", study="beta")
+    assert deleted and deleted[-1].detail["workspace"] == "kept"
+
+
+def wait_for(predicate, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
