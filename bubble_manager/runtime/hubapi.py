@@ -69,11 +69,18 @@ def hub_roles() -> list[dict[str, Any]]:
     return roles
 
 
-def hub_services(home: str | Path, config_file: str = "", python: str = "") -> list[dict[str, Any]]:
-    """The hub-managed bubble-manager service, once its package is installed (the panel and API)."""
+def hub_services(home: str | Path, config_file: str = "", python: str = "",
+                 public_hub_url: str = "") -> list[dict[str, Any]]:
+    """The hub-managed bubble-manager service, once its package is installed (the panel and API).
+
+    With `subdomain_host` the panel lives on its own subdomain; `public_hub_url` tells it where the
+    hub's own pages are (sign-in, spawn, static files) so its links and CSP point there.
+    """
     if importlib.util.find_spec("bubble_manager.service.app") is None:
         return []
     environment = {"BUBBLE_MANAGER_HOME": str(home)}
+    if public_hub_url:
+        environment["BUBBLE_HUB_URL"] = public_hub_url
     if config_file:
         environment["BUBBLE_MANAGER_CONFIG"] = str(config_file)
     from jupyterhub.utils import random_port

@@ -51,6 +51,15 @@ def jinja_environment() -> Environment:
                        autoescape=select_autoescape(default=True, default_for_string=True))
 
 
+def content_security_policy(hub_prefix: str) -> str:
+    """Same-origin everything, plus the hub's origin for its stylesheet and logo."""
+    parsed = urlparse(hub_prefix)
+    hub_origin = f" {parsed.scheme}://{parsed.netloc}" if parsed.scheme and parsed.netloc else ""
+    return (f"default-src 'none'; style-src 'self'{hub_origin}; img-src 'self' data:{hub_origin}; "
+            "script-src 'self'; form-action 'self'" + hub_origin + "; connect-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'")
+
+
 def make_app(context: Context, *, prefix: str = "/services/bubble-manager/", hub_prefix: str = "/hub/",
              hub_auth: HubOAuth | None = None, hub_api: Any = None, activate: Callable | None = None,
              cookie_secret: bytes | None = None) -> web.Application:
@@ -74,6 +83,7 @@ def make_app(context: Context, *, prefix: str = "/services/bubble-manager/", hub
         "static_path": str(HERE / "static"),
         "static_url_prefix": url_path_join(prefix, "static/"),
         "login_url": url_path_join(hub_prefix, "login"),
+        "bm_csp": content_security_policy(hub_prefix),
     }
     if hub_auth is not None:
         settings["hub_auth"] = hub_auth
@@ -89,6 +99,9 @@ def main() -> None:  # pragma: no cover - exercised through the real hub in the 
     context = Context.open(settings)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/bubble-manager/")
     hub_prefix = url_path_join(os.environ.get("JUPYTERHUB_BASE_URL", "/"), "hub/")
+    public_hub = os.environ.get("BUBBLE_HUB_URL", "").rstrip("/")
+    if public_hub:  # the panel is on its own subdomain: the hub's pages are on the hub's host
+        hub_prefix = public_hub + hub_prefix
     hub_auth = HubOAuth(api_token=os.environ["JUPYTERHUB_API_TOKEN"], cache_max_age=60)
     from .hub_client import HubClient
 

@@ -22,8 +22,6 @@ from ..study_request import RequestError
 from .authz import actor_from_user_model, can_see, has_any
 
 SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
-                                "form-action 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
@@ -60,6 +58,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     def set_default_headers(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.set_header(name, value)
+        self.set_header("Content-Security-Policy", self.settings["bm_csp"])
 
     _refused_user: dict | None = None
 

@@ -54,12 +54,18 @@ def bubble_hub(small_warehouse):
     assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
 
 
+def panel_url(hub) -> str:
+    """With subdomain_host every service has its own subdomain, the panel too."""
+    scheme, _, netloc = hub.url.partition("://")
+    return f"{scheme}://bubble-manager--service.{netloc}/services/bubble-manager/"
+
+
 def wait_for_panel(hub, timeout: float = 180) -> None:
     import requests
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if requests.get(f"{hub.url}/services/bubble-manager/api/v1/openapi.json", timeout=5).status_code == 200:
+        if requests.get(panel_url(hub) + "api/v1/openapi.json", timeout=5).status_code == 200:
             return
         time.sleep(1)
     raise RuntimeError(f"the bubble-manager service did not come up:\n{hub.log_tail()}")
@@ -91,7 +97,7 @@ class Person:
 
     @property
     def panel(self) -> str:
-        return f"{self.hub.url}/services/bubble-manager/"
+        return panel_url(self.hub)
 
     def open(self, path: str = ""):
         response = self.page.goto(self.panel + path)
