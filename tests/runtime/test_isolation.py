@@ -383,3 +383,15 @@ def test_sandbox_exec_is_for_root_only(hub_home: HubFixture, monkeypatch, capsys
     code = main(["--home", str(hub_home.home), "sandbox", "exec", "--study", "alpha", "--user", ALICE, "--reason", "x",
                  "--", "true"])
     assert code == 2 and "sandbox commands need root" in capsys.readouterr().err
+
+
+def test_sandbox_show_prints_the_bubble_s_command_line(hub_home: HubFixture):
+    completed = subprocess.run([BUBBLE_MANAGER, "--home", str(hub_home.home), "--json", "sandbox", "show", "--study",
+                                "alpha", "--user", ALICE], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    shown = json.loads(completed.stdout)
+    ids = uids.lookup(hub_home.context.store, "alpha", ALICE)
+    assert (shown["uid"], shown["gid"]) == (ids.uid, ids.gid)
+    assert "--disable-userns" in shown["argv"] and shown["argv"][-1] == "--ServerApp.sock_mode=0600"
+    assert "JUPYTERHUB_API_TOKEN" not in shown["environment"]
+    assert shown["cgroup"]["memory_bytes"] == 10**9
