@@ -32,6 +32,7 @@ SUBSYSTEM_COMMANDS = (
     "bubble_manager.runtime.commands",
     "bubble_manager.lifecycle_commands",
     "bubble_manager.airlock.commands",
+    "bubble_manager.auth.commands",
 )
 
 

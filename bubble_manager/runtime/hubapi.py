@@ -86,6 +86,7 @@ def hub_services(home: str | Path, config_file: str = "", python: str = "",
     from jupyterhub.utils import random_port
 
     return [{"name": SERVICE_NAME, "url": f"http://127.0.0.1:{random_port()}", "display": True,
+             "oauth_no_confirm": True,  # the platform's own panel: no "Authorize access" click
              "command": [python or sys.executable, "-m", "bubble_manager.service.app"],
              "environment": environment,
              "oauth_client_allowed_scopes": [SCOPE_USE, SCOPE_REVIEW, SCOPE_ADMIN]}]

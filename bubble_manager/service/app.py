@@ -102,7 +102,9 @@ def main() -> None:  # pragma: no cover - exercised through the real hub in the 
     public_hub = os.environ.get("BUBBLE_HUB_URL", "").rstrip("/")
     if public_hub:  # the panel is on its own subdomain: the hub's pages are on the hub's host
         hub_prefix = public_hub + hub_prefix
-    hub_auth = HubOAuth(api_token=os.environ["JUPYTERHUB_API_TOKEN"], cache_max_age=60)
+    # HubOAuthenticated handlers use the singleton: configure that one (a 60 s cache, so a role the
+    # identity provider removed stops working within a minute on pages already open)
+    hub_auth = HubOAuth.instance(api_token=os.environ["JUPYTERHUB_API_TOKEN"], cache_max_age=60)
     from .hub_client import HubClient
 
     hub_api = HubClient(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
