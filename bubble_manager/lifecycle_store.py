@@ -11,6 +11,7 @@
 - `lifecycle_closures`: where each study's closing path (stop, expire, lock, snapshot, verify,
   archive, destroy live key, remove live data) stands; a killed reconciler resumes from it.
 - `lifecycle_state`: small named values (the opt-out register's fingerprint, ...).
+- three indexes on `studies` (state with starts, ends, retention_until) for the due queries.
 
 The tables are created by migration 0003; `migrations/env.py` imports this module.
 """
@@ -30,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import clock
-from .store import Base, Store, UTCDateTime
+from .store import Base, Store, StudyRow, UTCDateTime
 
 RECONCILER_LOCK = "reconciler"
 RUNNING, DONE, FAILED, INTERRUPTED, CANCELLED = "running", "done", "failed", "interrupted", "cancelled"
@@ -91,6 +92,15 @@ class LifecycleStateRow(Base):
     key: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# What makes a tick load only what is due: range scans within one state on the date that matters
+# (activation on starts, warnings and expiry on ends, purge on retention_until), never all studies.
+DUE_INDEXES = (
+    Index("ix_lifecycle_studies_state_starts", StudyRow.state, StudyRow.starts),
+    Index("ix_lifecycle_studies_state_ends", StudyRow.state, StudyRow.ends),
+    Index("ix_lifecycle_studies_state_retention", StudyRow.state, StudyRow.retention_until),
+)
 
 
 # --- the lock ------------------------------------------------------------------------------------

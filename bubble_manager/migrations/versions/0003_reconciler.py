@@ -1,4 +1,5 @@
-"""reconciler: its lock, step journal, expiry warnings sent, closures in progress, named state
+"""reconciler: its lock, step journal, expiry warnings sent, closures in progress, named state;
+indexes on studies for the due queries
 
 Revision ID: 0003
 Revises: 0002
@@ -15,6 +16,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('studies', schema=None) as batch_op:
+        batch_op.create_index('ix_lifecycle_studies_state_starts', ['state', 'starts'], unique=False)
+        batch_op.create_index('ix_lifecycle_studies_state_ends', ['state', 'ends'], unique=False)
+        batch_op.create_index('ix_lifecycle_studies_state_retention', ['state', 'retention_until'], unique=False)
     op.create_table('lifecycle_lock',
     sa.Column('name', sa.String(length=40), nullable=False),
     sa.Column('holder', sa.String(length=200), nullable=False),
@@ -86,3 +91,7 @@ def downgrade() -> None:
     op.drop_table('lifecycle_closures')
     op.drop_table('lifecycle_state')
     op.drop_table('lifecycle_lock')
+    with op.batch_alter_table('studies', schema=None) as batch_op:
+        batch_op.drop_index('ix_lifecycle_studies_state_retention')
+        batch_op.drop_index('ix_lifecycle_studies_state_ends')
+        batch_op.drop_index('ix_lifecycle_studies_state_starts')
