@@ -42,12 +42,14 @@ $(BUBBLE_ENV)/.installed: $(BUBBLE_ENV_SPEC)/requirements.txt $(BUBBLE_ENV_SPEC)
 
 # The in-bubble extension: this package's top level and bubble_manager/inbubble only (the sandbox
 # never reads the repository), enabled in the environment's Jupyter config.
-$(BUBBLE_ENV)/.bubble-manager: $(BUBBLE_ENV)/.installed bubble_manager/__init__.py $(wildcard bubble_manager/inbubble/*.py) \
+INBUBBLE_FILES := $(shell find bubble_manager/inbubble -type f -not -path '*/__pycache__/*' 2>/dev/null)
+
+$(BUBBLE_ENV)/.bubble-manager: $(BUBBLE_ENV)/.installed bubble_manager/__init__.py $(INBUBBLE_FILES) \
                                $(wildcard $(BUBBLE_ENV_SPEC)/*/*.json)
 	site=$$($(BUBBLE_ENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
-	rm -rf "$$site/bubble_manager" && mkdir -p "$$site/bubble_manager/inbubble" && \
+	rm -rf "$$site/bubble_manager" && mkdir -p "$$site/bubble_manager" && \
 	cp bubble_manager/__init__.py "$$site/bubble_manager/" && \
-	cp bubble_manager/inbubble/*.py "$$site/bubble_manager/inbubble/" && \
+	tar -C bubble_manager --exclude=__pycache__ -cf - inbubble | tar -C "$$site/bubble_manager" -xf - && \
 	$(BUBBLE_ENV)/bin/python -m compileall -q "$$site/bubble_manager"
 	mkdir -p $(BUBBLE_ENV)/etc/jupyter/jupyter_server_config.d $(BUBBLE_ENV)/etc/jupyter/labconfig
 	cp $(BUBBLE_ENV_SPEC)/jupyter_server_config.d/*.json $(BUBBLE_ENV)/etc/jupyter/jupyter_server_config.d/
