@@ -18,6 +18,7 @@ bubble. Its API token carries only `users:activity!user` and `access:servers!ser
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from jupyterhub.spawner import Spawner
+from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import default
 
@@ -34,6 +36,7 @@ from ..operations import Context
 from ..store import load_study
 from . import bubbles, cgroups, layout
 from .launcher import process_alive, read_state
+from .hubapi import SERVICE_NAME
 from .sandbox import HUB_SOCKET_TARGET
 from .settings import LocalBubbles
 from .spec import SpawnRefused
@@ -97,6 +100,11 @@ class LocalBubbleSpawner(Spawner):
     run_path: str | None = None
     socket_path: str | None = None
     _launcher: subprocess.Popen | None = None
+
+    @property
+    def panel_url(self) -> str:
+        """Where refused users are sent: the bubble-manager panel, which lists their studies."""
+        return url_path_join(self.hub.base_url[:-4] if self.hub else "/", "services", SERVICE_NAME) + "/"
 
     @property
     def local_settings(self) -> LocalBubbles:
@@ -176,6 +184,8 @@ class LocalBubbleSpawner(Spawner):
             self.log.warning("bubble %s refused: %s", self._log_name, refusal)
             error = web.HTTPError(403, str(refusal), reason=refusal.reason)
             error.jupyterhub_message = str(refusal)  # shown as is on the hub's pages and in API errors
+            error.jupyterhub_html_message = (f"{html.escape(str(refusal))}. <a href=\"{html.escape(self.panel_url)}\">"
+                                             "Open the bubble-manager panel</a> to see your studies.")
             raise error from refusal
         except (bubbles.BubbleUnavailable, layout.LayoutError) as error:
             await asyncio.to_thread(self._audit, "bubble.failed", self.name or None,

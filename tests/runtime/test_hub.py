@@ -235,3 +235,11 @@ def wait_for(predicate, timeout: float = 30) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_the_default_server_page_leads_to_the_panel(running_hub: HubFixture):
+    hub = running_hub
+    browser = hub.login(ALICE)
+    page = browser.get(f"{hub.url}/hub/spawn/{requests.utils.quote(ALICE)}", timeout=60)
+    assert "bubbles are opened per study" in page.text
+    assert '<a href="/services/bubble-manager/">Open the bubble-manager panel</a>' in page.text
