@@ -68,13 +68,12 @@ class BuildResult:
     persons: int
     risk: dict[str, Any] | None
     seconds: float
-    reused: bool = False
     leftovers_removed: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict[str, Any]:
         return {"study": self.slug, "extract": str(self.extract), "manifest": str(self.manifest),
                 "sha256": self.sha256, "request_hash": self.request_hash, "rows": self.rows,
-                "persons": self.persons, "seconds": round(self.seconds, 3), "reused": self.reused,
+                "persons": self.persons, "seconds": round(self.seconds, 3),
                 "leftovers_removed": list(self.leftovers_removed)}
 
 
@@ -207,7 +206,7 @@ def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan
             leftover.unlink(missing_ok=True)
         shutil.rmtree(spill, ignore_errors=True)
     seconds = time.perf_counter() - started
-    _record(context, actor, study, paths, sha256, rows, seconds, reused=previous is not None)
+    _record(context, actor, study, paths, sha256, rows, seconds, rebuild=previous is not None)
     return BuildResult(study.slug, paths.extract, paths.manifest, sha256, plan.request_hash, rows, len(persons),
                        risk, seconds)
 
@@ -238,7 +237,7 @@ def assign_pseudonyms(persons: np.ndarray, previous: Vault | None, max_days: int
 
 
 def _record(context: Context, actor: Actor, study: Study, paths: StudyPaths, sha256: str, rows: dict[str, int],
-            seconds: float, *, reused: bool) -> None:
+            seconds: float, *, rebuild: bool) -> None:
     now = clock.utcnow()
     with context.store.transaction() as session:
         session.execute(update(ExtractRow).where(ExtractRow.slug == study.slug, ExtractRow.state == "current")
@@ -247,7 +246,7 @@ def _record(context: Context, actor: Actor, study: Study, paths: StudyPaths, sha
                                request_hash=study.request_hash, built_at=now, rows=rows, state="current"))
         context.audit.append(session, actor=actor.name, action="extract.built", study=study.slug,
                              detail={"sha256": sha256, "request_hash": study.request_hash,
-                                     "tables": sorted(rows), "rebuild": reused, "seconds": round(seconds, 3)})
+                                     "tables": sorted(rows), "rebuild": rebuild, "seconds": round(seconds, 3)})
 
 
 def remove_leftovers(paths: StudyPaths, verifier) -> list[str]:  # noqa: ANN001 - a signing.Verifier
