@@ -1,10 +1,8 @@
 """Rotation of a study's archives to a hybrid post-quantum archive key (bubble_manager.archive.rotate).
 
 Real snapshots, real custodian shares (SLIP-39, age-encrypted to the custodians), real store rows,
-envelopes and audit entries. keys.py does not hold hybrid archive keys yet: the `hybrid_key_store`
-fixture applies the two changes docs/post-quantum.md asks of keys.py and shares.py (parse the
-record's recipients with parse_recipient; rebuild a HybridIdentity from shares whose
-archive-recipient is age1pq1...). Remove it when they land; `hybrid_key_store_gap()` tells.
+envelopes and audit entries. The archived study starts with X25519 keys (as sites that opted out of
+hybrid keys, or archives made before hybrid keys were the default, have them).
 """
 
 from __future__ import annotations
@@ -18,14 +16,14 @@ import pytest
 from sqlalchemy import select
 
 from bubble_manager.archive import keys as key_store
-from bubble_manager.archive import rotate, shares
+from bubble_manager.archive import rotate
 from bubble_manager.archive.age import (AgeReader, HybridIdentity, NoIdentityMatched, X25519Identity,
-                                        encrypt_file, parse_recipient, read_header)
-from bubble_manager.archive.keys import (StudyKeys, decrypt_share, destroy_live_key, ensure_study_keys,
+                                        encrypt_file, read_header)
+from bubble_manager.archive.keys import (decrypt_share, destroy_live_key, ensure_study_keys,
                                          load_study_keys, recover_archive_identity, study_recipients,
                                          study_share_files)
 from bubble_manager.archive.rotate import (HYBRID_ENCRYPTION, PostQuantumSettings, RotationError,
-                                           hybrid_key_store_gap, new_identity, register_rotate, rotate_to_pq)
+                                           hybrid_key_store_gap, new_identity, rotate_to_pq)
 from bubble_manager.archive.shares import ShareError
 from bubble_manager.archive.snapshot import envelope_path_for, snapshot, verify_envelope
 from bubble_manager.runtime.spec import StudyPaths
@@ -35,28 +33,8 @@ from .conftest import make_study
 
 
 @pytest.fixture
-def hybrid_key_store(monkeypatch):
-    """keys.py/shares.py as docs/post-quantum.md asks them to be (see the module docstring)."""
-
-    def keys_from_record(data: dict) -> StudyKeys:
-        return StudyKeys(slug=data["study"], archive_recipient=parse_recipient(data["archive_recipient"]),
-                         live_recipient=parse_recipient(data["live_recipient"]),
-                         threshold=int(data["threshold"]), count=int(data["count"]),
-                         custodians=tuple(data["custodians"]), created_at=data["created_at"],
-                         live_key_destroyed_at=data.get("live_key_destroyed_at"))
-
-    original_combine = shares.combine_shares
-
-    def combine_shares(documents, slug):
-        documents = list(documents)
-        hybrid = bool(documents) and documents[0].archive_recipient.startswith("age1pq1")
-        with monkeypatch.context() as patch:
-            if hybrid:
-                patch.setattr(shares, "X25519Identity", HybridIdentity)
-            return original_combine(documents, slug)
-
-    monkeypatch.setattr(key_store, "_keys_from_record", keys_from_record)
-    monkeypatch.setattr(key_store, "combine_shares", combine_shares)
+def hybrid_key_store():
+    """The key store holds hybrid archive keys (keys.py parses any age recipient)."""
     assert hybrid_key_store_gap() is None
 
 
@@ -99,7 +77,8 @@ def payload(path: Path) -> bytes:
 
 @pytest.fixture
 def archived_study(sqlite_context, custodians, frozen_clock):
-    """An archived study with two archives, a vault and its live key destroyed."""
+    """An archived study with two X25519 archives, a vault and its live key destroyed (what rotation moves)."""
+    sqlite_context.settings.config.PostQuantumSettings.archive_key_type = "x25519"
     slug = make_study(sqlite_context, frozen_clock, state="expired")
     write_workspace(sqlite_context, slug)
     ensure_study_keys(sqlite_context, slug)
@@ -243,6 +222,7 @@ def test_an_archive_that_no_longer_matches_its_envelope_stops_the_rotation(sqlit
 
 def test_a_running_study_with_a_classical_live_key_is_refused(sqlite_context, custodians, frozen_clock,
                                                              hybrid_key_store):
+    sqlite_context.settings.config.PostQuantumSettings.archive_key_type = "x25519"
     slug = make_study(sqlite_context, frozen_clock, state="active")
     write_workspace(sqlite_context, slug)
     ensure_study_keys(sqlite_context, slug)
@@ -255,26 +235,12 @@ def test_a_running_study_with_a_classical_live_key_is_refused(sqlite_context, cu
     assert "keys.recovered" not in actions(sqlite_context, slug)
 
 
-def test_without_hybrid_support_in_the_key_store_nothing_starts(sqlite_context, custodians, archived_study):
-    if hybrid_key_store_gap() is None:
-        pytest.skip("keys.py holds hybrid archive keys now: the full rotation tests cover it")
-    slug = archived_study["slug"]
-    with pytest.raises(RotationError, match="keys.py must parse archive_recipient"):
-        rotate_to_pq(sqlite_context, slug, decrypted_shares(sqlite_context, slug, custodians), progress=False)
-    assert unchanged(archived_study, sqlite_context)
-    refused = [e for e in sqlite_context.audit.entries() if e.action == "keys.rotate-refused"]
-    assert refused and refused[-1].detail["slug"] == slug
-
-
 # --- CLI and settings ------------------------------------------------------------------------------
 
 def test_keys_rotate_cli(bm_home, sqlite_context, custodians, archived_study, hybrid_key_store, tmp_path,
                          capsys, monkeypatch):
-    from bubble_manager.archive import commands
     from bubble_manager.cli import main
 
-    original = commands.register
-    monkeypatch.setattr(commands, "register", lambda groups: (original(groups), register_rotate(groups["keys"])))
     slug = archived_study["slug"]
     share_files = []
     for number, text in enumerate(decrypted_shares(sqlite_context, slug, custodians), start=1):

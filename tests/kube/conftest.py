@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -18,9 +17,9 @@ from traitlets.config import Config  # noqa: E402
 
 from bubble_manager.runtime import kube  # noqa: E402
 from bubble_manager.runtime.kube_objects import KubeOptions  # noqa: E402
-from bubble_manager.runtime.spec import StudyPaths  # noqa: E402
+from bubble_manager.runtime.spec import StudyPaths
+from tests.hubfixture import write_fixture_extract  # noqa: E402
 from bubble_manager.store import save_study  # noqa: E402
-from bubble_manager.study_request import canonical_json  # noqa: E402
 
 from ..test_studies import active  # noqa: E402
 from .fake_kube import FakeCluster  # noqa: E402
@@ -82,14 +81,7 @@ def study_home(bm_home: Path, sqlite_context, frozen_clock):
     with sqlite_context.store.transaction() as session:
         save_study(session, study)
     paths = StudyPaths(bm_home, study.slug)
-    paths.root.mkdir(parents=True)
-    paths.extract.write_bytes(b"a stand-in for the study's DuckDB extract")
-    body = {"study": study.slug, "request_hash": study.request_hash,
-            "extract": {"size": paths.extract.stat().st_size,
-                        "sha256": hashlib.sha256(paths.extract.read_bytes()).hexdigest()}}
-    signer = sqlite_context.signer
-    paths.manifest.write_text(json.dumps({"manifest": body, "signature": {
-        "key_id": signer.key_id, "value": signer.sign(canonical_json(body).encode())}}))
+    write_fixture_extract(sqlite_context, study.slug, study.request_hash)  # the extract subsystem's format
     manifest = paths.manifest
     yield SimpleNamespace(home=bm_home, study=study, context=sqlite_context, manifest=manifest)
     for context in kube._contexts.values():
