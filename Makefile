@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: demo test system-deps venv clean
+.PHONY: demo demo-cli test system-deps venv clean
 
 system-deps:
 	@missing=""; \
@@ -51,6 +51,10 @@ test: $(TEST_DEPS)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(DEMO_DEPS)
+	bash scripts/demo-hub.sh
+
+# The study lifecycle from the CLI alone, printing each command (no hub).
+demo-cli: system-deps venv
 	bash scripts/demo-walkthrough.sh
 
 clean:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The hub behind `make demo`: a demo warehouse, demo users, one active study with its extract, and
-# JupyterHub with local bubbles on a free port. Demo data only (no real person); the login is a
-# shared demo password (DEMO ONLY, see hub_config/demo_config.py). Ctrl-C stops the bubbles, the
-# hub and the proxy.
+# The hub behind `make demo`: a demo warehouse, one active study with its extract, the DEVELOPMENT
+# OIDC provider (dev/oidc: demo users per role, simulated second factor) and JupyterHub with local
+# bubbles on a free port, signing in through that provider as production signs in through the
+# hospital's. Demo data only (no real person). Ctrl-C stops the bubbles, the hub, the proxy and
+# the provider.
 #
-#   bash scripts/demo-hub.sh            # after `make proxy bubble-env venv` (make demo does it)
+#   bash scripts/demo-hub.sh            # after `make proxy bubble-env dev-oidc venv` (make demo does it)
 #   DEMO_PORT=8000 DEMO_PERSONS=5000 bash scripts/demo-hub.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,23 +46,33 @@ done
 today=$(date -u +%F)
 ends=$(date -u -d "+90 days" +%F)
 request="$HOME_DIR/t2d-statins.yaml"
-sed -e "s/^starts: .*/starts: $today/" -e "s/^ends: .*/ends: $ends/" docs/examples/study-request.yaml > "$request"
-step studies request --file "$request" --actor carol
-step studies submit t2d-statins --actor carol
-step studies approve t2d-statins --actor sam --comment "Minimal data, sound legal basis."
-step studies activate t2d-statins --actor admin
+sed -e "s/^starts: .*/starts: $today/" -e "s/^ends: .*/ends: $ends/" \
+    -e "s/^members: .*/members: [alice@example.org, bob@example.org]/" docs/examples/study-request.yaml > "$request"
+step studies request --file "$request" --actor eve@example.org
+step studies submit t2d-statins --actor eve@example.org
+step studies approve t2d-statins --actor sam@example.org --comment "Minimal data, sound legal basis."
+step studies activate t2d-statins --actor ada@example.org
 
-password="$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(12))')"
-users="$HOME_DIR/demo-users.json"
-( umask 077; cat > "$users" <<EOF
-{"password": "$password",
- "groups": {"researchers": ["alice", "bob", "carol"], "stewards": ["sam"], "admins": ["admin"]}}
+export BUBBLE_HUB_URL="http://hub.localhost:$PORT" BUBBLE_HUB_BIND_URL="http://127.0.0.1:$PORT"
+provider_log="$HOME_DIR/dev-oidc.log"
+.venv/bin/python -m bubble_manager.auth.devprovider --hub-url "$BUBBLE_HUB_URL" --state "$HOME_DIR/dev-oidc" \
+  > "$provider_log" 2>&1 &
+provider=$!
+for _ in $(seq 1 120); do
+  grep -q "^demo users" "$provider_log" 2>/dev/null && break
+  kill -0 "$provider" 2>/dev/null || { cat "$provider_log" >&2; echo "error: the OIDC provider did not start" >&2; exit 1; }
+  sleep 0.5
+done
+eval "$(grep '^export ' "$provider_log")"
+JUPYTERHUB_CRYPT_KEY="$(.venv/bin/python -c "import secrets; print(secrets.token_hex(32))")"
+export JUPYTERHUB_CRYPT_KEY
+cat > "$HOME_DIR/jupyterhub_config.py" <<EOF
+load_subconfig("$PWD/hub_config/jupyterhub_config.py")
+load_subconfig("$PWD/hub_config/oidc.py")
 EOF
-)
 
-export BUBBLE_DEMO_USERS="$users" BUBBLE_HUB_URL="http://hub.localhost:$PORT" BUBBLE_HUB_BIND_URL="http://127.0.0.1:$PORT"
 log="$HOME_DIR/jupyterhub.log"
-(cd "$HOME_DIR" && exec "$OLDPWD/.venv/bin/jupyterhub" -f "$OLDPWD/hub_config/demo_config.py") > "$log" 2>&1 &
+(cd "$HOME_DIR" && exec "$OLDPWD/.venv/bin/jupyterhub" -f "$HOME_DIR/jupyterhub_config.py") > "$log" 2>&1 &
 hub=$!
 
 stop_demo() {
@@ -69,6 +80,8 @@ stop_demo() {
   echo; echo "stopping the hub and every demo bubble..."
   kill -TERM "$hub" 2>/dev/null || true
   wait "$hub" 2>/dev/null || true
+  kill -TERM "$provider" 2>/dev/null || true
+  wait "$provider" 2>/dev/null || true
   # The hub leaves bubbles running across restarts (by design); the demo stops them through their launchers.
   runtime="$(.venv/bin/python -c 'from bubble_manager.config import load_settings
 from bubble_manager.runtime.settings import LocalBubbles
@@ -91,17 +104,18 @@ done
 
 cat <<EOF
 
-  bubble-manager demo hub: http://hub.localhost:$PORT/
+  bubble-manager demo hub: http://hub.localhost:$PORT/      (the panel: Services > bubble-manager)
 
-  Sign in (DEMO ONLY: one shared password for every demo user) with the password  $password
-    alice, bob   researchers, members of study t2d-statins: open its bubble at
-                 http://hub.localhost:$PORT/hub/spawn/alice/t2d-statins  (or /hub/home, "t2d-statins")
-    carol        researcher who requested the study (not a member: her spawn is refused)
-    sam          data steward        admin   platform administrator (cannot open bubbles)
+  Sign in through the DEVELOPMENT OIDC provider (demo only, never for real data):
+$(sed -n '/^demo users/,$p' "$provider_log")
 
-  Browsers resolve *.localhost to this machine; each user's bubbles live on their own subdomain.
-  From another machine, tunnel the port: ssh -L $PORT:127.0.0.1:$PORT this-host
-  Hub log: $log        Ctrl-C stops the demo.
+    alice, bob   researchers, members of study t2d-statins (requested by eve): open its bubble from the panel
+    sam          data steward (reviews requests)        ada   platform admin (operates, cannot open bubbles)
+    nina         in no allowed group (refused)          otto  no second factor (refused)
+
+  Browsers resolve *.localhost to this machine; the panel and each user's bubbles live on their own
+  subdomains. From another machine, tunnel the port: ssh -L $PORT:127.0.0.1:$PORT this-host
+  Logs: $log and $provider_log        Ctrl-C stops the demo.
 
 EOF
 wait "$hub"
