@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import socket
 from pathlib import Path
 from typing import Any, Callable
@@ -129,7 +130,17 @@ def main() -> None:  # pragma: no cover - exercised through the real hub in the 
         log.info("no reconciler installed in this service")
     else:
         start_background_tasks(app, context)
-    asyncio.get_event_loop().run_forever()
+    loop = asyncio.get_event_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, loop.stop)
+    loop.run_forever()
+    log.info("bubble-manager service stopping")
+    server.stop()
+    context.close()
+    logging.shutdown()
+    # HubAuth keeps an event loop running in a worker thread of its own; it would keep the process
+    # alive after the hub asked it to stop. Everything of ours is closed: leave now.
+    os._exit(0)
 
 
 def _activation() -> Callable | None:
