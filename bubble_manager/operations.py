@@ -72,6 +72,15 @@ class Context:
         self.store.dispose()
 
 
+def cohort_checker():
+    """The extract subsystem's parse-time cohort check, so bad cohort SQL is refused at submission."""
+    try:
+        from .extract.cohort import cohort_sql_problems
+    except ImportError:
+        return None
+    return cohort_sql_problems
+
+
 def _maybe_signer(home: Path) -> Signer | None:
     try:
         return load_signer(home)
@@ -118,7 +127,7 @@ class StudyOperations:
         return self._apply(request.slug, actor, studies.Edit(request))
 
     def submit(self, actor: Actor, slug: str) -> Study:
-        return self._apply(slug, actor, studies.Submit(self.context.catalog))
+        return self._apply(slug, actor, studies.Submit(self.context.catalog, cohort_checker=cohort_checker()))
 
     def approve(self, actor: Actor, slug: str, comment: str = "", include_free_text: tuple[str, ...] = ()) -> Study:
         return self._apply(slug, actor, studies.Approve(comment, tuple(include_free_text), self.context.catalog))

@@ -196,6 +196,8 @@ class Edit:
 @dataclass(frozen=True)
 class Submit:
     catalog: Catalog
+    # (cohort SQL, catalog) -> [(field, message)]: the extract subsystem's parse-time cohort check
+    cohort_checker: Any = None
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,10 @@ def _submit(study: Study, actor: Actor, action: Submit, now: dt.datetime, policy
     if problems:
         listed = "; ".join(f"{where}: {message}" for where, message in problems)
         raise TransitionError("catalog", f"the request asks for data the catalog refuses: {listed}")
+    cohort = action.cohort_checker(study.request.cohort, action.catalog) if action.cohort_checker else []
+    if cohort:
+        listed = "; ".join(message for _, message in cohort)
+        raise TransitionError("cohort", f"the cohort query is refused: {listed}")
     new = replace(study, state=State.submitted, approvals=(), updated_at=now)
     return _done(new, "study.submitted", version=study.version, request_hash=study.request_hash)
 

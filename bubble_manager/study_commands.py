@@ -72,7 +72,8 @@ class OfflineBackend:
                 from .extract.activation import activate_with_extract
             except ImportError:
                 return self._summary(operations.activate(actor, slug))
-            return self._summary(activate_with_extract(self.context, actor, slug, progress=not self.args.json))
+            return self._summary(activate_with_extract(self.context, actor, slug, progress=not self.args.json,
+                                                       operations=self.operations))
         calls = {
             "submit": lambda: operations.submit(actor, slug),
             "approve": lambda: operations.approve(actor, slug, params.get("comment", ""),

@@ -124,3 +124,14 @@ def test_console_script_help_on_every_subcommand():
     for args in ([], ["studies"], ["studies", "approve"], ["audit", "verify"], ["keys", "init"], ["demo-warehouse"]):
         result = subprocess.run([str(executable), *args, "--help"], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and "usage: bubble-manager" in result.stdout
+
+
+def test_a_cohort_query_the_extract_would_refuse_is_refused_at_submission(cli, tmp_path):
+    path = tmp_path / "bad-cohort.yaml"
+    path.write_text(LOCAL_EXAMPLE.read_text().replace(
+        "SELECT DISTINCT person_id", "SELECT DISTINCT person_id FROM identity UNION SELECT person_id", 1))
+    cli("studies", "request", "--file", str(path), "--actor", "carol")
+    _, err = cli("studies", "submit", "t2d-statins", "--actor", "carol", expect=2)
+    assert "cohort query is refused" in err
+    out, _ = cli("--json", "studies", "show", "t2d-statins")
+    assert json.loads(out)["state"] == "draft"
