@@ -3,7 +3,7 @@
 The reconciler runs in this process with `clock.utcnow` moved through the study's life, talking to
 the fixture's hub over its REST API; the bubbles' own launchers keep the real study end (months
 away), so every stop seen here is the reconciler's own. A second hub runs the bubble-manager
-service, whose background task closes an ended study on its own schedule.
+service with the hub roles of hub_config, whose background task closes an ended study on its own.
 """
 
 from __future__ import annotations
@@ -31,10 +31,6 @@ from ..hubfixture import ALICE, BOB, HubFixture, hub_missing_reason
 from .conftest import audit, steps_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.bwrap]
-SERVICE_RECONCILER_ROLE = (
-    "c.JupyterHub.load_roles.append({'name': 'bubble-manager-reconciler', 'services': ['bubble-manager'], "
-    "'scopes': ['list:users', 'read:users', 'read:users:activity', 'read:servers', 'delete:servers', 'servers', "
-    "'read:groups', 'list:groups']})\n")
 
 
 def make_hub(small_warehouse: Path, *, with_service: bool = False, config: str = "") -> HubFixture:
@@ -150,9 +146,8 @@ def test_a_study_life_against_the_real_hub(life_hub: HubFixture, frozen_clock):
 def test_the_service_reconciles_on_its_own(small_warehouse):
     hub = make_hub(small_warehouse, with_service=True, config="c.Reconciler.interval_seconds = 2\n")
     try:
-        with open(hub.root / "jupyterhub_config.py", "a") as out:
-            out.write(SERVICE_RECONCILER_ROLE)
-        hub.start()
+        hub.start()                      # the service's own hub role (runtime/hubapi.py), nothing added
+
         context = Context.open(load_settings(hub.home))
         try:
             deadline = time.monotonic() + 90
