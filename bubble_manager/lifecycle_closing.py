@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable
 from sqlalchemy import select, update
 
 from . import clock, studies
-from .archive.fsutil import fsync_dir, locked, private_dir, shred_file
+from .archive.fsutil import fsync_dir, locked, shred_file
 from .archive.keys import destroy_live_key, load_study_keys
 from .archive.manifest import SignedDocumentError
 from .archive.snapshot import adopt_orphans, archive_dir, remove_leftovers, snapshot, verify_envelope

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from . import clock
 from .lifecycle import (CLOSURE_STEPS, ClosureView, Reconciler, TickReport, WarningDue, find_due,
                         next_closure_step)
-from .lifecycle_hub import HubPort, HubUnavailable, idle_servers, stop_and_wait
+from .lifecycle_hub import HubPort, HubUnavailable, idle_servers
 from .lifecycle_store import (CANCELLED, DONE, FAILED, INTERRUPTED, LifecycleClosureRow, LifecycleStepRow,
                               LifecycleWarningRow, acquire_lock, begin_step, finish_step, last_outcome,
                               mark_interrupted, new_holder, release_lock, renew_lock)
@@ -324,7 +324,7 @@ class TickRunner:
             row = session.get(LifecycleClosureRow, slug)
             if row is None:
                 return
-            done = [s for s in CLOSURE_STEPS if s == "stop-servers" and row.servers_stopped_at is not None]
+            done = ["stop-servers"] if row.servers_stopped_at is not None else []
             session.delete(row)
             pending = session.execute(update(LifecycleStepRow).where(
                 LifecycleStepRow.study == slug, LifecycleStepRow.step.in_(CLOSURE_STEPS),

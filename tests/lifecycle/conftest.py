@@ -20,7 +20,6 @@ from bubble_manager.operations import Context, StudyOperations
 from bubble_manager.store import AuditEntryRow
 from bubble_manager.studies import Actor
 
-from ..conftest import make_home_activatable
 from ..hubfixture import request_document
 
 UTC = dt.timezone.utc

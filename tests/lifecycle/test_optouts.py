@@ -3,7 +3,6 @@ one tick; everyone else keeps their pseudonym; running bubbles restart; nobody i
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import os
 from pathlib import Path
