@@ -195,3 +195,34 @@ def test_idle_bubbles_are_stopped_and_busy_ones_kept(ctx, hub, frozen_clock):
     assert report.steps[0]["detail"] == {"user": "alice", "idle_minutes": 300, "limit_minutes": 240}
     assert [u for u, _ in (("bob", 0),)] == [s["user"] for s in hub.running]
     assert tick(ctx, hub, idle_timeout_seconds=0).steps == []
+
+
+def test_warnings_and_activation_are_emailed_to_members_and_approving_stewards(home, hub, frozen_clock):
+    from bubble_manager.config import load_settings
+    from bubble_manager.operations import Context
+
+    from ..service.conftest import SmtpSink
+
+    sink = SmtpSink()
+    sink.start()
+    try:
+        with open(home / "bubble_manager_config.py", "a") as config:
+            config.write(f"c.ServiceSettings.smtp_host = '127.0.0.1'\nc.ServiceSettings.smtp_port = {sink.port}\n"
+                         "c.ServiceSettings.email_domain = 'chu.example'\n")
+        context = Context.open(load_settings(home))
+        frozen_clock.set(at(START))
+        approved_study(context, "mail")
+        assert tick(context, hub).steps[0]["detail"]["emailed"] == 3
+        frozen_clock.set(at(END - dt.timedelta(days=2)))
+        (step,) = tick(context, hub).steps
+        assert step["detail"]["emailed"] == 4
+        subject = "Study mail ends in 3 day(s)"
+        mails = sink.wait_for(lambda m: m["Subject"] == subject and "sam@" in m["To"])
+        participants = sink.wait_for(lambda m: m["Subject"] == subject and "sam@" not in m["To"])
+        assert len(mails) == 1 and "you approved it" in mails[0].get_payload(decode=True).decode()
+        assert set(participants[0]["To"].split(", ")) == {"carol@chu.example", "alice@chu.example",
+                                                          "bob@chu.example"}
+        assert sink.wait_for(lambda m: m["Subject"] == "Study mail is active: its bubble can be opened")
+        context.close()
+    finally:
+        sink.stop()
