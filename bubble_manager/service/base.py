@@ -70,10 +70,24 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             self._refused_user = model
             raise
 
+    _resolving_user = False
+
     def check_xsrf_cookie(self) -> None:
         """Tornado checks XSRF before `prepare`; resolve the caller first, so that token-authenticated
-        API calls (the CLI) skip it as JupyterHub intends, and anonymous calls get a plain 401."""
-        if self.current_user is None:
+        API calls (the CLI) skip it as JupyterHub intends, and anonymous calls get a plain 401.
+
+        HubAuth itself calls this method while it resolves a cookie user (on its own worker thread):
+        then check directly, never resolve the user again, which would wait on that same thread.
+        """
+        if self._resolving_user:
+            super().check_xsrf_cookie()
+            return
+        self._resolving_user = True
+        try:
+            user = self.current_user
+        finally:
+            self._resolving_user = False
+        if user is None:
             return
         super().check_xsrf_cookie()
 

@@ -147,7 +147,7 @@ c.Spawner.args = []
 c.Spawner.start_timeout = 30
 c.Spawner.http_timeout = 30
 c.JupyterHub.services = [
-    {"name": "bubble-manager", "url": f"http://127.0.0.1:{s['service_port']}", "display": True,
+    {"name": "bubble-manager", "url": f"http://127.0.0.1:{s['service_port']}", "display": True, "oauth_no_confirm": True,
      "command": [s["python"], "-m", "bubble_manager.service"],
      "environment": {"BUBBLE_MANAGER_HOME": s["home"]},
      "oauth_client_allowed_scopes": list(s["custom_scopes"])},

@@ -51,3 +51,31 @@ def test_forms_carry_an_xsrf_token(hub, tokens):
     status, html, _ = page(hub, "studies/new", tokens["carol"])
     assert status == 200 and 'name="_xsrf"' in html
     assert 'name="col:identity"' not in html, "identity tables are never offered"
+
+
+def test_a_signed_in_browser_session_submits_a_form(hub):
+    """Cookie (OAuth) sessions post forms with their XSRF token; without it the post is refused."""
+    import re
+
+    import requests
+
+    from .servicehub import PASSWORD
+
+    session = requests.Session()
+    login = session.get(f"{hub.url}/hub/login", timeout=30)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', login.text).group(1)
+    session.post(f"{hub.url}/hub/login", data={"username": "carol", "password": PASSWORD, "_xsrf": xsrf}, timeout=30)
+    form = session.get(hub.service_url + "studies/new", timeout=60)  # the OAuth dance happens here
+    assert form.status_code == 200 and 'id="request-form"' in form.text
+    token = re.search(r'name="_xsrf" value="([^"]+)"', form.text).group(1)
+    fields = {"title": "Cookie session study", "slug": "cookie-form", "purpose": "A study posted from a form.",
+              "legal_basis": "public-interest research", "members": "alice", "starts": "2026-12-01",
+              "ends": "2027-03-01", "col:person": ["person_id", "birth_date"],
+              "cohort": "SELECT person_id FROM person", "cpu": "1", "memory": "2G", "then": "save"}
+    refused = session.post(hub.service_url + "studies/new", data=fields, timeout=60, allow_redirects=False)
+    # HubAuth treats a cookie without its XSRF token as no identity at all
+    assert refused.status_code in (401, 403), "a form without its XSRF token is refused"
+    created = session.post(hub.service_url + "studies/new", data={**fields, "_xsrf": token}, timeout=60,
+                           allow_redirects=False)
+    assert created.status_code == 302 and created.headers["Location"].endswith("/studies/cookie-form")
+    assert session.get(hub.service_url + "studies/cookie-form", timeout=60).status_code == 200
