@@ -20,7 +20,7 @@ from .base import BaseHandler
 log = logging.getLogger("bubble_manager.service")
 FOR_PARTICIPANTS = ("study.approved", "study.rejected", "study.changes_requested", "study.amended",
                     "study.amendment_rejected", "study.activated", "study.revoked", "study.expired",
-                    "study.expiry_warning")
+                    "study.expiry_warning", "study.extract_refreshed")
 FOR_STEWARDS = ("study.submitted", "study.amendment_proposed")
 SUBJECTS = {
     "study.submitted": "New study request to review: {slug}",
@@ -34,7 +34,10 @@ SUBJECTS = {
     "study.revoked": "Study {slug} was revoked",
     "study.expired": "Study {slug} has ended",
     "study.expiry_warning": "Study {slug} ends in {days} day(s)",
+    "study.extract_refreshed": "The data of study {slug} was refreshed (opt-out register)",
+    "lifecycle.alert": "Reconciler alert for study {slug}: a step failed and is retried",
 }
+FOR_ADMINS = ("lifecycle.alert",)
 
 
 class Notifier:
@@ -78,13 +81,19 @@ class Notifier:
         return addresses
 
 
-def feed_for(context: Context, actor_name: str, is_steward: bool, my_studies: set[str], limit: int = 50) -> list[dict]:
+def feed_for(context: Context, actor_name: str, is_steward: bool, my_studies: set[str], limit: int = 50,
+             is_admin: bool = False) -> list[dict]:
     """The audit entries that concern a person, newest first."""
     entries = []
-    for entry in reversed(context.audit.entries(action="study.*")):
+    candidates = context.audit.entries(action="study.*")
+    if is_admin:
+        candidates = sorted(candidates + context.audit.entries(action="lifecycle.alert"), key=lambda e: e.seq)
+    for entry in reversed(candidates):
         if entry.action in FOR_PARTICIPANTS and entry.study in my_studies:
             entries.append(entry)
         elif is_steward and entry.action in FOR_STEWARDS and entry.study not in my_studies:
+            entries.append(entry)
+        elif is_admin and entry.action in FOR_ADMINS:
             entries.append(entry)
         if len(entries) >= limit:
             break
@@ -98,7 +107,8 @@ class NotificationsHandler(BaseHandler):
 
     def get(self) -> None:
         mine = {s.slug for s in self.operations.list(person=self.actor.name)}
-        self.send_json({"notifications": feed_for(self.context, self.actor.name, self.actor.has("steward"), mine)})
+        self.send_json({"notifications": feed_for(self.context, self.actor.name, self.actor.has("steward"), mine,
+                                                  is_admin=self.actor.has("admin"))})
 
 
 default_handlers = [(r"/api/v1/notifications", NotificationsHandler)]

@@ -67,7 +67,8 @@ class HomePage(PageHandler):
                      if not s.involved(actor.name)]
             queue += [study_summary(s, now) for s in self.operations.list(states=["approved", "active"])
                       if s.amendment is not None and not s.involved(actor.name)]
-        notifications = feed_for(self.context, actor.name, actor.has("steward"), {s["slug"] for s in mine}, limit=10)
+        notifications = feed_for(self.context, actor.name, actor.has("steward"), {s["slug"] for s in mine}, limit=10,
+                                 is_admin=actor.has("admin"))
         self.render_page("home.html", mine=mine, queue=queue, notifications=notifications,
                          user=self.current_user["name"])
 
