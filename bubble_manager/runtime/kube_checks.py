@@ -86,11 +86,41 @@ def policy_problems(policy: Mapping[str, Any], *, hub_namespace: str, hub_labels
                     hub_port: int) -> list[str]:
     """What lets this NetworkPolicy allow egress anywhere but TCP to the hub API port on the hub pods."""
     spec = policy.get("spec") or {}
+    problems = _selection_problems(spec) + _egress_problems(spec, hub_namespace, hub_labels, hub_port, "hub")
+    for index, rule in enumerate(spec.get("ingress") or []):
+        if not rule.get("from") or not rule.get("ports"):
+            problems.append(f"ingress rule {index} has no peers or no ports")
+        for peer in rule.get("from") or []:
+            if "ipBlock" in peer or not (peer.get("podSelector") or {}).get("matchLabels"):
+                problems.append(f"ingress rule {index} admits more than labelled pods")
+    return problems
+
+
+def job_policy_problems(policy: Mapping[str, Any], *, service_namespace: str, service_labels: Mapping[str, str],
+                        service_port: int) -> list[str]:
+    """What lets a study Job's policy allow anything but egress to TCP `service_port` on the service pods."""
+    spec = policy.get("spec") or {}
+    problems = _selection_problems(spec) + _egress_problems(spec, service_namespace, service_labels, service_port,
+                                                            "service")
+    if spec.get("ingress"):
+        problems.append("a study Job's policy admits ingress; Jobs receive no connection")
+    if not spec.get("egress"):
+        problems.append("the policy opens nothing: the Job could not reach the service")
+    return problems
+
+
+def _selection_problems(spec: Mapping[str, Any]) -> list[str]:
     problems = []
     if sorted(spec.get("policyTypes") or []) != ["Egress", "Ingress"]:
         problems.append("policyTypes is not both Ingress and Egress")
     if not (spec.get("podSelector") or {}).get("matchLabels"):
         problems.append("the policy does not select its pod by labels")
+    return problems
+
+
+def _egress_problems(spec: Mapping[str, Any], namespace_name: str, pod_labels_: Mapping[str, str], port_number: int,
+                     what: str) -> list[str]:
+    problems = []
     for index, rule in enumerate(spec.get("egress") or []):
         where = f"egress rule {index}"
         peers, ports = rule.get("to") or [], rule.get("ports") or []
@@ -101,22 +131,17 @@ def policy_problems(policy: Mapping[str, Any], *, hub_namespace: str, hub_labels
                 problems.append(f"{where} has an ipBlock")
             pod_labels = (peer.get("podSelector") or {}).get("matchLabels") or {}
             namespace = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
-            if dict(pod_labels) != dict(hub_labels) or (peer.get("podSelector") or {}).get("matchExpressions"):
-                problems.append(f"{where} does not name exactly the hub pods")
-            if namespace != {NAMESPACE_NAME_LABEL: hub_namespace} or (peer.get("namespaceSelector") or {}).get(
+            if dict(pod_labels) != dict(pod_labels_) or (peer.get("podSelector") or {}).get("matchExpressions"):
+                problems.append(f"{where} does not name exactly the {what} pods")
+            if namespace != {NAMESPACE_NAME_LABEL: namespace_name} or (peer.get("namespaceSelector") or {}).get(
                     "matchExpressions"):
-                problems.append(f"{where} does not name exactly the hub namespace")
+                problems.append(f"{where} does not name exactly the {what} namespace")
         for port in ports:
             if port.get("port") in DNS_PORTS or port.get("endPort"):
                 problems.append(f"{where} opens a DNS port or a port range")
-            if port.get("port") != hub_port or port.get("protocol", "TCP") != "TCP":
-                problems.append(f"{where} opens {port.get('protocol', 'TCP')}/{port.get('port')}, not TCP/{hub_port}")
-    for index, rule in enumerate(spec.get("ingress") or []):
-        if not rule.get("from") or not rule.get("ports"):
-            problems.append(f"ingress rule {index} has no peers or no ports")
-        for peer in rule.get("from") or []:
-            if "ipBlock" in peer or not (peer.get("podSelector") or {}).get("matchLabels"):
-                problems.append(f"ingress rule {index} admits more than labelled pods")
+            if port.get("port") != port_number or port.get("protocol", "TCP") != "TCP":
+                problems.append(f"{where} opens {port.get('protocol', 'TCP')}/{port.get('port')}, "
+                                f"not TCP/{port_number}")
     return problems
 
 

@@ -1,11 +1,15 @@
-"""Pure builders for the study Jobs (extract fill, snapshot) and the short-lived secret each one gets.
+"""Pure builders for the study Jobs (extract fill, snapshot), the short-lived secret each one gets,
+and the NetworkPolicy of a Job that must reach the bubble-manager service.
 
 A Job runs with the same hardening as a bubble (non-root, read-only root, no privilege escalation,
-no capabilities, seccomp, no service-account token, no DNS, no host access) and gets no network:
-the bubbles namespace denies all traffic by default and no policy selects Job pods. What it needs
-from outside (public keys, read-only warehouse credentials) comes in a secret made for that Job
-alone, mounted read-only, deleted by the hub as soon as the Job ends (`kube_runner.StudyJobRunner`);
-an owner reference to the Job is the backstop should the hub die first.
+no capabilities, seccomp, no service-account token, no DNS, no host access). The bubbles namespace
+denies all traffic by default; a Job that downloads from the service (the extract fill) gets a
+policy of its own, created before the Job and deleted after it, that opens egress to the service
+pods on the service port only (by pod and namespace labels; the Job is given the service's cluster
+IP, since it has no DNS) and no ingress at all. What a Job needs from outside (a one-time transfer
+token, public keys) comes in a secret made for that Job alone, mounted read-only, deleted by the
+hub as soon as the Job ends (`kube_runner.StudyJobRunner`); an owner reference to the Job is the
+backstop should the hub die first.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from typing import Mapping, Sequence
 
 from kubernetes_asyncio.client import models as k8s
 
-from .kube_objects import (STUDY_LABEL, KubeOptions, claim_volume, container_security, no_dns, pod_security,
-                           scratch_volume, short_name, extract_claim_name, shared_claim_name, workspace_claim_name)
+from .kube_objects import (DNS_NAME, STUDY_LABEL, KubeOptions, claim_volume, container_security, namespace_selector,
+                           no_dns, pod_security, scratch_volume, short_name, extract_claim_name, shared_claim_name,
+                           workspace_claim_name)
 from .spec import LABEL_PREFIX
 
 JOB_KIND_LABEL = f"{LABEL_PREFIX}/job"
+JOB_NAME_LABEL = f"{LABEL_PREFIX}/job-name"
 JOB_KINDS = ("extract", "snapshot")
 SECRET_MOUNT = PurePosixPath("/run/secrets/bubble-manager")
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -32,6 +38,24 @@ class JobMount:
     claim: str
     path: PurePosixPath
     read_only: bool
+
+
+@dataclass(frozen=True)
+class ServicePeer:
+    """The bubble-manager service pods, as a Job's NetworkPolicy names them: the only peer it may reach."""
+
+    namespace: str
+    pod_labels: Mapping[str, str]
+    port: int
+
+    def __post_init__(self) -> None:
+        if not DNS_NAME.match(self.namespace) or len(self.namespace) > 63:
+            raise ValueError(f"service namespace {self.namespace!r} is not a Kubernetes namespace name")
+        if not self.pod_labels:
+            raise ValueError("the service pod labels are empty: a policy peer without labels would select every pod "
+                             "of the namespace; give the labels the chart puts on the service pods")
+        if not 1 <= self.port <= 65535 or self.port == 53:
+            raise ValueError(f"service port {self.port} is not a usable TCP port (1-65535, not 53)")
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,7 @@ def study_job(options: KubeOptions, *, kind: str, slug: str, name: str, command:
     dns_policy, dns_config = no_dns()
     limits = {"cpu": resources.cpu, "memory": resources.memory}
     labels = job_labels(options, kind, slug)
+    pod_labels = {**labels, JOB_NAME_LABEL: name}
     container = k8s.V1Container(
         name=kind, image=image or options.image, image_pull_policy=options.image_pull_policy, command=list(command),
         env=[k8s.V1EnvVar(name=key, value=str(value)) for key, value in sorted(environment.items())],
@@ -103,7 +128,7 @@ def study_job(options: KubeOptions, *, kind: str, slug: str, name: str, command:
             backoff_limit=0, active_deadline_seconds=resources.deadline_seconds,
             ttl_seconds_after_finished=resources.ttl_seconds,
             template=k8s.V1PodTemplateSpec(
-                metadata=k8s.V1ObjectMeta(labels=labels),
+                metadata=k8s.V1ObjectMeta(labels=pod_labels),
                 spec=k8s.V1PodSpec(
                     containers=[container], restart_policy="Never", service_account_name=options.service_account,
                     automount_service_account_token=False, enable_service_links=False, host_network=False,
@@ -113,16 +138,18 @@ def study_job(options: KubeOptions, *, kind: str, slug: str, name: str, command:
 
 def extract_job(options: KubeOptions, *, slug: str, name: str, command: Sequence[str], manifest_sha256: str,
                 secret_name: str | None, member: str | None = None, source_claim: str | None = None,
-                resources: JobResources = JobResources(), image: str | None = None) -> k8s.V1Job:
+                resources: JobResources = JobResources(), image: str | None = None,
+                env: Mapping[str, str] | None = None) -> k8s.V1Job:
     """Fill a study's extract claim (or one member's copy); the command must check the manifest it wrote
     has `BUBBLE_EXPECTED_MANIFEST_SHA256` and fail otherwise. `source_claim`, if given, is mounted
-    read-only at /source (the warehouse, or the shared extract a per-member copy is made from)."""
+    read-only at /source (the warehouse, or the shared extract a per-member copy is made from); `env`
+    adds variables (the transfer URL of `kube_fill`), never overriding the ones set here."""
     target = extract_claim_name(slug, member if options.extract_mode == "per-member" else None)
     mounts = [JobMount(target, PurePosixPath("/extract"), read_only=False)]
     if source_claim:
         mounts.append(JobMount(source_claim, PurePosixPath("/source"), read_only=True))
     return study_job(options, kind="extract", slug=slug, name=name, command=command, mounts=mounts,
-                     secret_name=secret_name, env={"BUBBLE_EXPECTED_MANIFEST_SHA256": manifest_sha256,
+                     secret_name=secret_name, env={**(env or {}), "BUBBLE_EXPECTED_MANIFEST_SHA256": manifest_sha256,
                                                    "BUBBLE_EXTRACT_DIR": "/extract"},
                      resources=resources, image=image)
 
@@ -142,6 +169,28 @@ def snapshot_job(options: KubeOptions, *, slug: str, name: str, command: Sequenc
     return study_job(options, kind="snapshot", slug=slug, name=name, command=command, mounts=mounts,
                      secret_name=secret_name, env={"BUBBLE_SNAPSHOT_DIR": "/snapshot", "BUBBLE_ARCHIVE_DIR": "/archives"},
                      resources=resources, image=image)
+
+
+def job_network_policy_name(job_name_: str) -> str:
+    return short_name(job_name_, "net")
+
+
+def job_network_policy(options: KubeOptions, *, job_name_: str, kind: str, slug: str,
+                       service: ServicePeer) -> k8s.V1NetworkPolicy:
+    """Only this Job's pods: egress to TCP `service.port` of the service pods, no ingress at all."""
+    peer = k8s.V1NetworkPolicyPeer(pod_selector=k8s.V1LabelSelector(match_labels=dict(service.pod_labels)),
+                                   namespace_selector=namespace_selector(service.namespace))
+    return k8s.V1NetworkPolicy(
+        api_version="networking.k8s.io/v1", kind="NetworkPolicy",
+        metadata=k8s.V1ObjectMeta(name=job_network_policy_name(job_name_), namespace=options.namespace, labels={
+            STUDY_LABEL: slug, JOB_KIND_LABEL: kind, JOB_NAME_LABEL: job_name_,
+            "app.kubernetes.io/component": "job-network-policy", "app.kubernetes.io/part-of": "bubble-manager",
+            **options.extra_labels}),
+        spec=k8s.V1NetworkPolicySpec(
+            pod_selector=k8s.V1LabelSelector(match_labels={JOB_NAME_LABEL: job_name_}),
+            policy_types=["Ingress", "Egress"], ingress=[],
+            egress=[k8s.V1NetworkPolicyEgressRule(
+                to=[peer], ports=[k8s.V1NetworkPolicyPort(protocol="TCP", port=service.port)])]))
 
 
 def secret_owner_patch(job_name_: str, job_uid: str) -> dict:

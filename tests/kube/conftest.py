@@ -30,6 +30,8 @@ HUB_LABELS = {"app.kubernetes.io/name": "bubble-manager", "app.kubernetes.io/ins
               "app.kubernetes.io/component": "hub"}
 PROXY_LABELS = {"app.kubernetes.io/name": "bubble-manager", "app.kubernetes.io/instance": "bm",
                 "app.kubernetes.io/component": "proxy"}
+SERVICE_LABELS = {"app.kubernetes.io/name": "bubble-manager", "app.kubernetes.io/instance": "bm",
+                  "app.kubernetes.io/component": "service"}
 HUB_IP_URL = "http://10.96.0.10:8081"
 
 DUMMY_KUBECONFIG = {

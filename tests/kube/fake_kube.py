@@ -61,6 +61,8 @@ class FakeCluster:
         self.pod_behaviour = "run"  # run | pending | refuse
         self.job_outcome = "Complete"  # Complete | Failed
         self.fail_next: dict[tuple[str, str], int] = {}
+        self.deleted: dict[tuple[str, str], dict] = {}  # the last state of every deleted object
+        self.job_runner = None  # async (job manifest, cluster) -> outcome: runs a Job's command for real
         self.core = CoreV1(self)
         self.networking = NetworkingV1(self)
         self.batch = BatchV1(self)
@@ -99,7 +101,9 @@ class FakeCluster:
         self.calls.append(("delete", kind, name))
         self._maybe_fail("delete", kind)
         try:
-            return self.objects.pop((kind, namespace, name))
+            manifest = self.objects.pop((kind, namespace, name))
+            self.deleted[(kind, name)] = manifest
+            return manifest
         except KeyError:
             raise ApiException(status=404, reason=f"{kind} {name} not found") from None
 
@@ -143,8 +147,13 @@ def as_model(manifest: dict, type_name: str) -> Any:
 
 
 def merge(target: dict, patch: dict) -> None:
+    """A merge patch as the API server applies it: null deletes a key, maps merge, the rest replaces."""
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict):
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
             merge(target[key], value)
         else:
             target[key] = value
@@ -234,8 +243,12 @@ class BatchV1:
     async def create_namespaced_job(self, namespace, body, **_):  # noqa: ANN001
         manifest = self.cluster.create("job", namespace, body)
         manifest["status"] = {}
-        asyncio.get_running_loop().call_later(0.05, self._finish, namespace, manifest["metadata"]["name"])
+        if self.cluster.job_runner is not None:
+            asyncio.ensure_future(run_job(self.cluster, namespace, manifest))
+        else:
+            asyncio.get_running_loop().call_later(0.05, self._finish, namespace, manifest["metadata"]["name"])
         return as_model(manifest, "V1Job")
+
 
     def _finish(self, namespace: str, name: str) -> None:
         manifest = self.cluster.objects.get(("job", namespace, name))
@@ -247,3 +260,10 @@ class BatchV1:
 
     async def delete_namespaced_job(self, name, namespace, **_):  # noqa: ANN001
         return self.cluster.delete("job", namespace, name)
+
+
+async def run_job(cluster: FakeCluster, namespace: str, manifest: dict) -> None:
+    """Run a Job through `cluster.job_runner`, then record its outcome as the Job controller would."""
+    outcome = await cluster.job_runner(manifest, cluster)
+    if ("job", namespace, manifest["metadata"]["name"]) in cluster.objects:
+        manifest["status"] = {"conditions": [{"type": outcome, "status": "True"}]}

@@ -14,7 +14,7 @@ from bubble_manager.runtime.kube_checks import policy_problems, pod_problems
 from bubble_manager.runtime.spec import BubbleSpec, Mount, Resources, build_spec
 
 from ..test_studies import active
-from .conftest import HUB_LABELS, NOW
+from .conftest import HUB_LABELS, NOW, SERVICE_LABELS
 from .golden import assert_golden, validate_strict
 
 pytestmark = pytest.mark.kube
@@ -43,8 +43,14 @@ def built(options, spec) -> dict[str, dict]:
                                                      "alice"),
         "job-secret": secret,
         "extract-job": kube_jobs.extract_job(options, slug="t2d-statins", name="extract-t2d-statins-r1",
-                                             command=["bubble-manager", "extract", "fill"], manifest_sha256=SHA,
-                                             secret_name="extract-t2d-statins-r1", source_claim="warehouse"),
+                                             command=["python", "-m", "bubble_manager.runtime.kube_fill"],
+                                             manifest_sha256=SHA, secret_name="extract-t2d-statins-r1",
+                                             source_claim="warehouse", env={
+                                                 "BUBBLE_TRANSFER_URL": "http://10.96.0.20:10101/services/"
+                                                 "bubble-manager/transfer/v1/extracts/t2d-statins"}),
+        "extract-job-network-policy": kube_jobs.job_network_policy(
+            options, job_name_="extract-t2d-statins-r1", kind="extract", slug="t2d-statins",
+            service=kube_jobs.ServicePeer("bubble-manager", SERVICE_LABELS, 10101)),
         "snapshot-job": kube_jobs.snapshot_job(options, slug="t2d-statins", name="snapshot-t2d-statins-r1",
                                                command=["bubble-manager", "archive", "snapshot"],
                                                members=["alice", "bob"], archive_claim="archives",

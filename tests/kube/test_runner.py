@@ -22,7 +22,14 @@ def job_and_secret(options):
 
 
 def runner(cluster) -> StudyJobRunner:
-    return StudyJobRunner(cluster.core, cluster.batch, "bubbles", poll_seconds=0.02)
+    return StudyJobRunner(cluster.core, cluster.batch, "bubbles", poll_seconds=0.02, network_api=cluster.networking)
+
+
+def policy_for(options, name=NAME):
+    from .conftest import SERVICE_LABELS
+
+    return kube_jobs.job_network_policy(options, job_name_=name, kind="extract", slug="t2d-statins",
+                                        service=kube_jobs.ServicePeer("bubble-manager", SERVICE_LABELS, 10101))
 
 
 async def test_secret_before_job_owned_by_it_and_deleted_when_it_ends(cluster, options):
@@ -70,6 +77,32 @@ async def test_a_secret_the_job_does_not_mount_is_refused(cluster, options):
     other = kube_jobs.job_secret(options, name="other", kind="extract", slug="t2d-statins", data={"a": "b"})
     with pytest.raises(ValueError, match="does not mount"):
         await runner(cluster).run(job, other, timeout=5)
+    assert cluster.calls == []
+
+
+async def test_a_job_policy_exists_before_the_job_and_goes_after_its_secret(cluster, options):
+    job, secret = job_and_secret(options)
+    await runner(cluster).fill_extract(job, secret, claims=[], manifest_sha256=SHA, timeout=5,
+                                       policy=policy_for(options))
+    verbs = [(verb, kind) for verb, kind, _ in cluster.calls if verb != "read"]
+    assert verbs == [("create", "networkpolicy"), ("create", "secret"), ("create", "job"), ("patch", "secret"),
+                     ("delete", "secret"), ("delete", "networkpolicy")]
+    assert cluster.names("networkpolicy") == [] and cluster.names("secret") == []
+
+
+@pytest.mark.parametrize("failure", ["job", "secret"])
+async def test_nothing_is_left_when_the_job_or_its_secret_cannot_be_created(cluster, options, failure):
+    cluster.fail_next[("create", failure)] = 403
+    job, secret = job_and_secret(options)
+    with pytest.raises(Exception, match="403"):
+        await runner(cluster).run(job, secret, timeout=5, policy=policy_for(options))
+    assert cluster.names("networkpolicy") == [] and cluster.names("secret") == [] and cluster.names("job") == []
+
+
+async def test_a_policy_that_does_not_select_the_jobs_pods_is_refused(cluster, options):
+    job, secret = job_and_secret(options)
+    with pytest.raises(ValueError, match="does not select the pods"):
+        await runner(cluster).run(job, secret, timeout=5, policy=policy_for(options, name="another-job"))
     assert cluster.calls == []
 
 
