@@ -116,3 +116,23 @@ def make_spawner(home: Path, user: str = "alice", server: str = "t2d-statins", *
     spawner.api_token = "bubble-api-token"
     spawner.oauth_client_id = f"jupyterhub-user-{user}-{server}"
     return spawner
+
+
+@pytest.fixture
+async def transfer_service(study_home):
+    """The bubble-manager service app (as `python -m bubble_manager.service` builds it) on a free port of this
+    test's event loop, sharing study_home's store: what an extract-fill Job downloads from."""
+    import socket
+
+    from tornado.httpserver import HTTPServer
+
+    from bubble_manager.service.app import make_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = HTTPServer(make_app(study_home.context, prefix="/services/bubble-manager/"), xheaders=True)
+    server.listen(port, "127.0.0.1")
+    yield SimpleNamespace(port=port, url=f"http://127.0.0.1:{port}/services/bubble-manager/")
+    server.stop()
+    await server.close_all_connections()

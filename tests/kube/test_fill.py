@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import stat
 import sys
 import tarfile
@@ -26,23 +25,15 @@ import duckdb
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tornado.httpserver import HTTPServer
 
 from bubble_manager.runtime import kube_fill, transfer_tokens as tt
 from bubble_manager.runtime.kube_fill import FillError
 from bubble_manager.service import transfer_api
-from bubble_manager.service.app import make_app
 from bubble_manager.study_request import canonical_json
 
 pytestmark = pytest.mark.kube
 PREFIX = "/services/bubble-manager/"
 SLUG = "t2d-statins"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Transfers:
@@ -82,13 +73,8 @@ class Transfers:
 
 
 @pytest.fixture
-async def transfers(study_home):
-    port = free_port()
-    server = HTTPServer(make_app(study_home.context, prefix=PREFIX), xheaders=True)
-    server.listen(port, "127.0.0.1")
-    yield Transfers(study_home.home, study_home.context, port)
-    server.stop()
-    await server.close_all_connections()
+def transfers(study_home, transfer_service):
+    return Transfers(study_home.home, study_home.context, transfer_service.port)
 
 
 @pytest.fixture
