@@ -33,6 +33,7 @@ MANIFEST = "request.json"
 MANIFEST_FORMAT = "bubble-manager-output-request/1"
 OUTBOX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 COPY_CHUNK = 1 << 20
+SYMLINK_REASON = "a symbolic link (never followed)"
 
 
 class QuarantineError(RuntimeError):
@@ -171,15 +172,16 @@ def stage_outbox_request(home: Path, slug: str, workspace: Path, name: str, *, m
         for entry in walker.walk_fd(request_fd, workspace / OUTBOX / name):
             relative = entry.path.lstrip("/")
             if entry.kind == "symlink":
-                problems.append({"path": relative, "code": "symlink", "reason": "a symbolic link (never followed)"})
+                problems.append({"path": relative, "code": "symlink", "reason": SYMLINK_REASON})
             elif entry.kind == "dir":
                 (staging / "files" / relative).mkdir(mode=0o700)
             else:
                 copied = _copy_entry(entry, staging / "files" / relative, relative, problems)
                 if copied is not None:
                     files.append(copied)
-        problems += [{"path": s.path.lstrip("/"), "code": s.code if s.code != "symlink-outside" else "symlink",
-                      "reason": s.reason} for s in report.skipped]
+        problems += [{"path": s.path.lstrip("/"), "code": "symlink", "reason": SYMLINK_REASON}
+                     if s.code == "symlink-outside" else {"path": s.path.lstrip("/"), "code": s.code, "reason": s.reason}
+                     for s in report.skipped]
         if problems:
             raise QuarantineError(f"outbox request {name!r} refused: " + "; ".join(
                 f"{p['path']}: {p['reason']}" for p in problems[:10]), problems)

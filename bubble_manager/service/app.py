@@ -30,6 +30,7 @@ from traitlets.config import Configurable
 from ..config import load_settings
 from ..operations import Context
 from . import admin_api, notifications, openapi, pages, studies_api, transfer_api
+from ..airlock import handlers as airlock_api, pages as airlock_pages
 
 HERE = Path(__file__).parent
 log = logging.getLogger("bubble_manager.service")
@@ -48,7 +49,7 @@ class ServiceSettings(Configurable):
 
 
 def jinja_environment() -> Environment:
-    return Environment(loader=FileSystemLoader(str(HERE / "templates")),
+    return Environment(loader=FileSystemLoader([str(HERE / "templates"), str(HERE.parent / "airlock" / "templates")]),
                        autoescape=select_autoescape(default=True, default_for_string=True))
 
 
@@ -67,7 +68,7 @@ def make_app(context: Context, *, prefix: str = "/services/bubble-manager/", hub
     """Build the application; `hub_api` talks to the hub (servers), `activate` builds extracts."""
     service_settings = ServiceSettings(config=context.settings.config)
     handlers: list = [(url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)]
-    for module in (studies_api, admin_api, notifications, openapi, transfer_api, pages):
+    for module in (studies_api, admin_api, notifications, openapi, transfer_api, pages, airlock_api, airlock_pages):
         handlers += [(url_path_join(prefix, path.lstrip("/")) if path != "/" else prefix, handler)
                      for path, handler in module.default_handlers]
     settings = {

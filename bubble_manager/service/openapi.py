@@ -96,6 +96,52 @@ def _action(summary: str, scopes: list[str], body: dict | None = None) -> dict[s
         "application/json": {"schema": {"type": "object"}}}})}
 
 
+ID = {"type": "integer", "minimum": 1, "maximum": 2**62}
+
+
+def _file_op(summary: str, scopes: list[str], params: list) -> dict[str, Any]:
+    operation = _op(summary, scopes, ok=None, params=params)
+    operation["responses"]["200"] = {"description": "the file, as an attachment (Content-Disposition: attachment, "
+                                                    "a sandboxing CSP); images for stewards with as=image",
+                                     "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                         "format": "binary"}}}}
+    return operation
+
+
+def airlock_paths() -> dict[str, Any]:
+    """The airlock's routes (bubble_manager/airlock/handlers.py): requests and files named by id."""
+    ids = [{"name": "request", "in": "query", "required": True, "schema": ID},
+           {"name": "file", "in": "query", "required": True, "schema": ID}]
+    return {
+        "/studies/{slug}/airlock": {"parameters": [SLUG_PARAM], "get": _op(
+            "the study's output and import requests, with each file's checks and reviews",
+            [SCOPE_USE, SCOPE_REVIEW], ok=None, params=[{"name": "state", "in": "query", "required": False,
+                                                          "schema": {"type": "string", "enum": ["review", "decided"]}}])},
+        "/studies/{slug}/airlock/outbox": {"parameters": [SLUG_PARAM], "get": _op(
+            "the caller's folders in work/outbox/ of their bubble, waiting to be submitted", [SCOPE_USE], ok=None)},
+        "/studies/{slug}/airlock/submit": _action(
+            "submit one outbox folder: copied into quarantine, checked, queued for review (members)", [SCOPE_USE],
+            _inline_body({"outbox": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}}, ["outbox"])),
+        "/studies/{slug}/airlock/imports": _action(
+            "upload a file for the study's shared folder, delivered once stewards approve it (members)", [SCOPE_USE],
+            _inline_body({"name": {"type": "string", "maxLength": 100}, "justification": {"type": "string"},
+                          "content_base64": {"type": "string", "contentEncoding": "base64"}},
+                         ["name", "justification", "content_base64"])),
+        "/studies/{slug}/airlock/review": _action(
+            "approve or reject one file, with a comment (stewards who are not involved in the study)", [SCOPE_REVIEW],
+            _inline_body({"request": ID, "file": ID, "decision": {"type": "string", "enum": ["approve", "reject"]},
+                          "comment": {"type": "string", "minLength": 1, "maxLength": 5000}},
+                         ["request", "file", "decision", "comment"])),
+        "/studies/{slug}/airlock/file": {"parameters": [SLUG_PARAM], "get": _file_op(
+            "a file under review, for a steward (as=image shows PNG, JPEG and GIF figures as images)", [SCOPE_REVIEW],
+            ids + [{"name": "as", "in": "query", "required": False,
+                    "schema": {"type": "string", "enum": ["attachment", "image"]}}])},
+        "/studies/{slug}/airlock/download": {"parameters": [SLUG_PARAM], "get": _file_op(
+            "an approved output, for the member who asked for it, once", [SCOPE_USE], ids)},
+        "/airlock/queue": {"get": _op("requests waiting for review", [SCOPE_REVIEW], ok=None)},
+    }
+
+
 def build_document(server_prefix: str = "/services/bubble-manager/") -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/me": {"get": _op("who am I and my roles", ANY, ok=None)},
@@ -144,6 +190,7 @@ def build_document(server_prefix: str = "/services/bubble-manager/") -> dict[str
         "/audit/verify": {"get": _op("integrity of the audit chain", [SCOPE_ADMIN], ok=None)},
         "/archives": {"get": _op("archives", [SCOPE_ADMIN], ok=None)},
         "/notifications": {"get": _op("what concerns me", ANY, ok=None)},
+        **airlock_paths(),
         "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OK"}}}},
     }
     return {

@@ -34,3 +34,31 @@ def acro_outputs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pseudonym() -> str:
     return new_pseudonyms(1)[0]
+
+
+# --- a real hub running the service (tests/service/servicehub.py), with the airlock configured -----
+
+from tests.service.conftest import api, hub, store_context  # noqa: E402,F401 - fixtures, reused
+
+
+@pytest.fixture(scope="session")
+def service_home(tmp_path_factory) -> Path:
+    """The service's home for airlock tests: two reviews per file (so the rule is exercised end to end)."""
+    from bubble_manager.config import load_settings
+    from bubble_manager.operations import Context
+    from bubble_manager.signing import init_signing_key
+
+    from tests.conftest import DEMO_CATALOG
+
+    home = tmp_path_factory.mktemp("airlock-service-home")
+    (home / "warehouse").mkdir()
+    shutil.copy(DEMO_CATALOG, home / "warehouse" / "warehouse.catalog.yaml")
+    (home / "bubble_manager_config.py").write_text("c.AirlockSettings.required_reviews = 2\n")
+    init_signing_key(home)
+    Context.open(load_settings(home)).close()
+    return home
+
+
+@pytest.fixture(scope="session")
+def tokens(hub) -> dict[str, str]:
+    return {user: hub.token_for(user) for user in ("carol", "alice", "bob", "mallory", "sam", "tom", "adam", "nobody")}
