@@ -14,6 +14,7 @@ from bubble_manager.config import load_settings
 from bubble_manager.operations import Context
 from bubble_manager.signing import init_signing_key
 
+from .browser import chromium  # noqa: F401 - the shared real-browser fixture
 from .postgres import PostgresServer, postgres_missing_reason
 
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "bubble_manager" / "data" / "demo_catalog.yaml"

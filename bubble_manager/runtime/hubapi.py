@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..service.authz import CUSTOM_SCOPES, SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE
+from ..service.authz import CUSTOM_SCOPES, SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE  # noqa: F401 - hub_config reads CUSTOM_SCOPES here
 
 SERVICE_NAME = "bubble-manager"
 SERVICE_ACCESS = f"access:services!service={SERVICE_NAME}"

@@ -37,18 +37,12 @@ from .kube_checks import pod_problems, policy_problems, require_safe
 from .kube_objects import (MANIFEST_ANNOTATION, KubeOptions, bubble_network_policy, bubble_pod, extract_claim_name,
                            network_policy_name, shared_claim, shared_claim_name, to_manifest, workspace_claim,
                            workspace_claim_name)
-from .local import SERVER_TOKEN_SCOPES
+from .spawner_base import BubbleSpawnerBase, shared_context
 from .spec import BubbleSpec, SpawnRefused, StudyPaths, build_spec
 
-_contexts: dict[tuple[str, str], Context] = {}
-
-
 def open_shared_context(home: str, config_file: str) -> Context:
-    """One store connection per hub process and home, opened on first use."""
-    key = (home, config_file)
-    if key not in _contexts:
-        _contexts[key] = Context.open(load_settings(home, config_file or None), migrate=False)
-    return _contexts[key]
+    """The hub process's one store connection (shared with every spawner, see `spawner_base`)."""
+    return shared_context(load_settings(home, config_file or None))
 
 
 def check_hub_connect_url(url: str | None, hub_api_port: int) -> None:
@@ -65,7 +59,7 @@ def check_hub_connect_url(url: str | None, hub_api_port: int) -> None:
                          "NetworkPolicy opens; make hub_api_port and the hub Service port agree")
 
 
-class KubeBubbleSpawner(KubeSpawner):
+class KubeBubbleSpawner(BubbleSpawnerBase, KubeSpawner):
     """One pod per (member, study) named server, rendered from the same `BubbleSpec` as the local spawner."""
 
     bubble_manager_home = Unicode("/srv/bubble-manager", help="bubble-manager home on the hub (store, keys, "
@@ -95,36 +89,9 @@ class KubeBubbleSpawner(KubeSpawner):
     shared_size = Unicode("10Gi", help="Size of each study's shared folder claim.").tag(config=True)
     extract_size = Unicode("10Gi", help="Size of each extract claim.").tag(config=True)
 
-    @default("server_token_scopes")
-    def _minimal_server_token_scopes(self) -> list[str]:
-        return list(SERVER_TOKEN_SCOPES)
-
-    @default("oauth_client_allowed_scopes")
-    def _no_extra_oauth_scopes(self) -> list[str]:
-        return []
-
-    @default("disable_user_config")
-    def _no_user_config(self) -> bool:
-        return True
-
-    @default("default_url")
-    def _lab(self) -> str:
-        return "/lab"
-
     @default("component_label")
     def _component_label_default(self) -> str:
         return "bubble"
-
-    @default("options_form")
-    def _options_form_default(self) -> str:
-        return ""
-
-    def options_from_form(self, formdata: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    async def load_user_options(self) -> None:
-        """Whatever the client sent is never read: the study and everything else come from the store."""
-        self.user_options = {}
 
     # --- the spec ---------------------------------------------------------------------------------
 

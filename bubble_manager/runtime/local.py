@@ -39,42 +39,15 @@ from .launcher import process_alive, read_state
 from .hubapi import SERVICE_NAME
 from .sandbox import HUB_SOCKET_TARGET
 from .settings import LocalBubbles
+from .spawner_base import SERVER_TOKEN_SCOPES, BubbleSpawnerBase, shared_context  # noqa: F401 - re-exported
 from .spec import SpawnRefused
-
-SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server"]
-_contexts: dict[tuple[str, str], Context] = {}
-
 
 def unix_url(path: Path | str) -> str:
     return "http+unix://" + quote(str(path), safe="")
 
 
-def shared_context(settings: BubbleManager) -> Context:
-    """One store connection per hub process (the spawners of all users share it)."""
-    key = (str(settings.home_path.resolve()), settings.db_url)
-    if key not in _contexts:
-        _contexts[key] = Context.open(settings, migrate=False)
-    return _contexts[key]
-
-
-class LocalBubbleSpawner(Spawner):
+class LocalBubbleSpawner(BubbleSpawnerBase, Spawner):
     """Spawns study bubbles: `bwrap` sandboxes run as a per-member uid, limits by cgroups."""
-
-    @default("server_token_scopes")
-    def _minimal_server_token_scopes(self) -> list[str]:
-        return list(SERVER_TOKEN_SCOPES)
-
-    @default("oauth_client_allowed_scopes")
-    def _no_extra_oauth_scopes(self) -> list[str]:
-        return []
-
-    @default("disable_user_config")
-    def _no_user_config(self) -> bool:
-        return True
-
-    @default("default_url")
-    def _lab(self) -> str:
-        return "/lab"
 
     @default("notebook_dir")
     def _home(self) -> str:

@@ -49,6 +49,14 @@ def bubble_rows(servers: list[dict[str, Any]], studies: dict[str, Any], now: dt.
     return rows
 
 
+def archive_rows(context) -> list[dict[str, Any]]:  # noqa: ANN001 - operations.Context
+    """Every archive the store knows, by study then number (no file names, no content)."""
+    with context.store.transaction() as session:
+        rows = session.scalars(select(ArchiveRow).order_by(ArchiveRow.slug, ArchiveRow.number)).all()
+        return [{"study": r.slug, "number": r.number, "sha256": r.sha256, "size": r.size,
+                 "created_at": clock.isoformat(r.created_at), "state": r.state} for r in rows]
+
+
 class BubblesHandler(BaseHandler):
     scopes = {"GET": (SCOPE_ADMIN,)}
 
@@ -108,11 +116,7 @@ class ArchivesHandler(BaseHandler):
     scopes = {"GET": (SCOPE_ADMIN,)}
 
     def get(self) -> None:
-        with self.context.store.transaction() as session:
-            rows = session.scalars(select(ArchiveRow).order_by(ArchiveRow.slug, ArchiveRow.number)).all()
-            archives = [{"study": r.slug, "number": r.number, "sha256": r.sha256, "size": r.size,
-                         "created_at": clock.isoformat(r.created_at), "state": r.state} for r in rows]
-        self.send_json({"archives": archives})
+        self.send_json({"archives": archive_rows(self.context)})
 
 
 default_handlers = [

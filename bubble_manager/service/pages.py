@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from .. import clock
 from ..studies import State, study_summary
-from .admin_api import BUBBLE_STATUSES, bubble_rows
+from .admin_api import BUBBLE_STATUSES, archive_rows, bubble_rows
 from .authz import SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE
 from .base import ApiError, BaseHandler, translate_errors
 from .notifications import feed_for
@@ -55,6 +55,24 @@ def request_from_form(handler: PageHandler) -> dict[str, Any]:
     }
 
 
+def save_request_form(handler: PageHandler, document: dict[str, Any], editing: str | None) -> None:
+    """Create (or edit) the request, submit it when asked; on refusal show the form again with why."""
+    operations, actor = handler.operations, handler.actor
+    try:
+        study = operations.edit(actor, document) if editing else operations.request(actor, document)
+        if handler.get_argument("then", "") == "submit":
+            draft, study = study, operations.submit(actor, study.slug)
+            notify_in_background(handler.settings, draft, study)
+    except Exception as error:
+        api_error = translate_errors(error)
+        handler.set_status(api_error.status_code)
+        values = {**document, "members": ", ".join(document["members"])}
+        handler.render_page("request_form.html", catalog=handler.context.catalog, values=values,
+                            problems=api_error.problems or [{"message": api_error.message}], editing=editing)
+        return
+    handler.go(f"studies/{study.slug}")
+
+
 class HomePage(PageHandler):
     scopes = {"GET": ANY_ROLE}
 
@@ -83,20 +101,7 @@ class NewStudyPage(PageHandler):
             "cpu": "1", "memory": "2G", "data": {}}, problems=[], editing=None)
 
     def post(self) -> None:
-        document = request_from_form(self)
-        try:
-            study = self.operations.request(self.actor, document)
-            if self.get_argument("then", "") == "submit":
-                draft, study = study, self.operations.submit(self.actor, study.slug)
-                notify_in_background(self.settings, draft, study)
-        except Exception as error:
-            api_error = translate_errors(error)
-            self.set_status(api_error.status_code)
-            values = {**document, "members": ", ".join(document["members"])}
-            self.render_page("request_form.html", catalog=self.context.catalog, values=values,
-                             problems=api_error.problems or [{"message": api_error.message}], editing=None)
-            return
-        self.go(f"studies/{study.slug}")
+        save_request_form(self, request_from_form(self), editing=None)
 
 
 class EditStudyPage(PageHandler):
@@ -111,20 +116,7 @@ class EditStudyPage(PageHandler):
 
     def post(self, slug: str) -> None:
         self.visible_study(slug)
-        document = {**request_from_form(self), "slug": slug}
-        try:
-            study = self.operations.edit(self.actor, document)
-            if self.get_argument("then", "") == "submit":
-                draft, study = study, self.operations.submit(self.actor, slug)
-                notify_in_background(self.settings, draft, study)
-        except Exception as error:
-            api_error = translate_errors(error)
-            self.set_status(api_error.status_code)
-            values = {**document, "members": ", ".join(document["members"])}
-            self.render_page("request_form.html", catalog=self.context.catalog, values=values,
-                             problems=api_error.problems or [{"message": api_error.message}], editing=slug)
-            return
-        self.go(f"studies/{study.slug}")
+        save_request_form(self, {**request_from_form(self), "slug": slug}, editing=slug)
 
 
 class StudyPage(PageHandler):
@@ -264,15 +256,7 @@ class ArchivesPage(PageHandler):
     scopes = {"GET": (SCOPE_ADMIN,)}
 
     def get(self) -> None:
-        from sqlalchemy import select
-
-        from ..store import ArchiveRow
-
-        with self.context.store.transaction() as session:
-            rows = session.scalars(select(ArchiveRow).order_by(ArchiveRow.slug, ArchiveRow.number)).all()
-            archives = [{"study": r.slug, "number": r.number, "sha256": r.sha256, "size": r.size,
-                         "created_at": clock.isoformat(r.created_at), "state": r.state} for r in rows]
-        self.render_page("archives.html", archives=archives)
+        self.render_page("archives.html", archives=archive_rows(self.context))
 
 
 default_handlers = [

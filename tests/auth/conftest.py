@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bubble_manager.auth.devprovider import provider_missing_reason
+from tests.browser import start_or_close
 
 
 def oidc_hub_missing_reason() -> str | None:
@@ -21,11 +22,7 @@ def oidc_hub():
     from .oidchub import OIDCHub
 
     hub = OIDCHub.create_with_provider()
-    try:
-        hub.start()
-    except Exception:
-        hub.close()
-        raise
+    start_or_close(hub)
     yield hub
     leftovers = hub.close()
     assert leftovers == [], f"processes or cgroups left behind: {leftovers}"

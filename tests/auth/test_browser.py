@@ -6,30 +6,18 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 from bubble_manager.auth.devprovider import provider_missing_reason
 
+from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS, browser_missing_reason, start_or_close
+
 from .oidchub import OIDCHub, audit_actions
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "auth"
+ARTIFACTS = BROWSER_ARTIFACTS / "auth"
 ALICE, BOB, OTTO = "alice@example.org", "bob@example.org", "otto@example.org"
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.bwrap]
-
-
-def browser_missing_reason() -> str | None:
-    if not CHROMIUM.exists():
-        return "Debian's chromium is missing at /usr/bin/chromium: `make test` installs it (SYSTEM_PACKAGES in mk/auth.mk)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is missing: `make test` installs the authtest extra (mk/auth.mk)"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +28,10 @@ def panel_hub():
     if reason:
         pytest.skip(reason)
     hub = OIDCHub.create_with_provider(with_service=True)
-    try:
-        hub.start()
-    except Exception:
-        hub.close()
-        raise
+    start_or_close(hub)
     yield hub
     leftovers = hub.close()
     assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from traitlets.config import Config  # noqa: E402
 
 from bubble_manager.runtime import kube  # noqa: E402
 from bubble_manager.runtime.kube_objects import KubeOptions  # noqa: E402
+from bubble_manager.runtime.spawner_base import close_shared_contexts
 from bubble_manager.runtime.spec import StudyPaths
 from tests.hubfixture import write_fixture_extract  # noqa: E402
 from bubble_manager.store import save_study  # noqa: E402
@@ -86,9 +87,7 @@ def study_home(bm_home: Path, sqlite_context, frozen_clock):
     write_fixture_extract(sqlite_context, study.slug, study.request_hash)  # the extract subsystem's format
     manifest = paths.manifest
     yield SimpleNamespace(home=bm_home, study=study, context=sqlite_context, manifest=manifest)
-    for context in kube._contexts.values():
-        context.close()
-    kube._contexts.clear()
+    close_shared_contexts()
 
 
 def spawner_config(home: Path, **overrides) -> Config:

@@ -10,28 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS, browser_missing_reason, start_or_close
+
 from ..conftest import make_home_activatable
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "panel"
+ARTIFACTS = BROWSER_ARTIFACTS / "panel"
 SLUG = "panel-flow"
 pytestmark = [pytest.mark.browser, pytest.mark.bwrap, pytest.mark.slow]
-
-
-def browser_missing_reason() -> str | None:
-    if not CHROMIUM.exists():
-        return "Debian's chromium is missing at /usr/bin/chromium: `make test` installs it (mk/auth.mk)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is missing: `make test` installs the authtest extra (mk/auth.mk)"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +31,8 @@ def bubble_hub(small_warehouse):
         pytest.skip(reason)
     hub = HubFixture.create(with_service=True)
     make_home_activatable(hub.home, small_warehouse)
+    start_or_close(hub)
     try:
-        hub.start()
         wait_for_panel(hub)
     except Exception:
         hub.close()
@@ -69,16 +57,6 @@ def wait_for_panel(hub, timeout: float = 180) -> None:
             return
         time.sleep(1)
     raise RuntimeError(f"the bubble-manager service did not come up:\n{hub.log_tail()}")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Person:
