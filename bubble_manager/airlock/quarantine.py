@@ -286,7 +286,8 @@ def list_outbox(workspace: Path, *, max_entries: int, max_manifest_bytes: int) -
             return []
         try:
             with os.scandir(outbox_fd) as listing:
-                names = sorted(e.name for e in listing if e.is_dir(follow_symlinks=False))
+                names = sorted(e.name for e in listing if e.is_dir(follow_symlinks=False)
+                               and not e.name.startswith("."))  # hidden: still being written
             for name in names[:max_entries]:
                 entries.append(_describe(outbox_fd, name, max_manifest_bytes))
         finally:
