@@ -88,28 +88,39 @@ def test_the_chart_refuses_inconsistent_values(extra, message):
 
 # --- least privilege ----------------------------------------------------------------------------
 
-ALLOWED_RESOURCES = {"pods", "persistentvolumeclaims", "services", "secrets", "events", "networkpolicies", "jobs",
-                     "jobs/status"}
+HUB_RESOURCES = {"pods", "persistentvolumeclaims", "services", "events", "networkpolicies"}
+SERVICE_RULES = {("", "persistentvolumeclaims"): {"get", "create", "patch"},
+                 ("", "secrets"): {"create", "patch", "delete"},
+                 ("networking.k8s.io", "networkpolicies"): {"create", "update", "delete"},
+                 ("batch", "jobs"): {"create", "delete"}, ("batch", "jobs/status"): {"get"}}
 
 
 @pytest.mark.parametrize("values", VALUE_SET_NAMES)
-def test_the_hub_may_only_manage_bubble_objects_in_the_bubbles_namespace(values):
+def test_hub_and_service_may_only_manage_their_objects_in_the_bubbles_namespace(values):
     docs = rendered(values)
     bubbles_namespace = hub_values(docs)["bubbles"]["namespace"]
     assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
-    roles = find(docs, "Role")
-    assert [r["metadata"]["namespace"] for r in roles] == [bubbles_namespace]
-    for rule in roles[0]["rules"]:
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
-        assert set(rule["resources"]) <= ALLOWED_RESOURCES
-        assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
-        if "secrets" in rule["resources"]:
-            assert set(rule["verbs"]) == {"create", "patch", "delete"}  # never read or list one
-        if {"events", "jobs/status"} & set(rule["resources"]):
+    roles = {r["metadata"]["name"].rsplit("-", 1)[1]: r for r in find(docs, "Role")}
+    assert sorted(roles) == ["hub", "service"]
+    assert {r["metadata"]["namespace"] for r in roles.values()} == {bubbles_namespace}
+    for role in roles.values():
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+            if "secrets" in rule["resources"]:
+                assert set(rule["verbs"]) == {"create", "patch", "delete"}  # never read or list one
+    for rule in roles["hub"]["rules"]:  # bubbles only: no Job, no secret
+        assert set(rule["resources"]) <= HUB_RESOURCES
+        if "events" in rule["resources"]:
             assert set(rule["verbs"]) <= {"get", "list", "watch"}
-    binding = find(docs, "RoleBinding")[0]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-bubble-manager-hub",
-                                    "namespace": NAMESPACE}]
+    granted = {(group, resource): set(rule["verbs"]) for rule in roles["service"]["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert granted == SERVICE_RULES  # extract fills: no pod, no list or watch, no read of anything but Job status
+    bindings = {b["metadata"]["name"].rsplit("-", 1)[1]: b for b in find(docs, "RoleBinding")}
+    for component in ("hub", "service"):
+        assert bindings[component]["roleRef"]["name"] == roles[component]["metadata"]["name"]
+        assert bindings[component]["subjects"] == [{"kind": "ServiceAccount", "namespace": NAMESPACE,
+                                                    "name": f"{RELEASE}-bubble-manager-{component}"}]
 
 
 @pytest.mark.parametrize("values", VALUE_SET_NAMES)
@@ -137,11 +148,11 @@ def test_default_deny_in_both_namespaces(values):
 
 
 @pytest.mark.parametrize("values", VALUE_SET_NAMES)
-def test_only_the_hub_gets_a_service_account_token(values):
+def test_only_the_hub_and_the_service_get_a_service_account_token(values):
     docs = rendered(values)
     for deployment in find(docs, "Deployment"):
         spec = deployment["spec"]["template"]["spec"]
-        expected = deployment["metadata"]["name"].endswith("-hub")
+        expected = deployment["metadata"]["name"].endswith(("-hub", "-service"))
         assert spec["automountServiceAccountToken"] is expected, deployment["metadata"]["name"]
         for container in spec["containers"] + spec.get("initContainers", []):
             context = container["securityContext"]
@@ -187,7 +198,8 @@ def load_hub_config(tmp_path: Path, docs: list[dict]):
         (secrets_dir / name).write_text("ab" * 32 if name == "cookie-secret" else f"{name}-value")
     values = json.loads((config_dir / "values.json").read_text())
     env = {"BUBBLE_MANAGER_CONFIG_DIR": str(config_dir), "BUBBLE_MANAGER_SECRETS_DIR": str(secrets_dir),
-           values["hubServiceEnv"] + "_SERVICE_HOST": "10.96.7.8"}
+           values["hubServiceEnv"] + "_SERVICE_HOST": "10.96.7.8",
+           values["serviceServiceEnv"] + "_SERVICE_HOST": "10.96.7.9"}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
@@ -217,6 +229,49 @@ def test_the_hub_config_runs_and_sets_only_real_spawner_traits(tmp_path, values)
     assert service["name"] == "bubble-manager" and service["api_token"] == "service-token-value"
     assert service["url"] == f"http://{RELEASE}-bubble-manager-service:10101"
     assert spawner.namespace == settings["bubbles"]["namespace"] != config.KubeBubbleSpawner.hub_namespace
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_the_service_config_fills_extract_volumes_from_its_own_cluster_ip(tmp_path, values):
+    from bubble_manager.runtime.kube_activation import KubeStudyJobs, kube_options, transfer_url
+
+    docs = rendered(values)
+    config, bubble_config, settings = load_hub_config(tmp_path, docs)
+    unknown = set(bubble_config.KubeStudyJobs) - set(KubeStudyJobs.class_traits(config=True))
+    assert not unknown, f"the chart's bubble-manager config sets traits KubeStudyJobs does not have: {unknown}"
+    jobs = KubeStudyJobs(config=bubble_config)
+    assert jobs.enabled and jobs.namespace == settings["bubbles"]["namespace"] == config.KubeBubbleSpawner.namespace
+    prefix = next(e["value"] for d in find(docs, "Deployment") if d["metadata"]["name"].endswith("-service")
+                  for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+                  if e["name"] == "JUPYTERHUB_SERVICE_PREFIX")  # where the service serves its routes
+    assert transfer_url(jobs, "t2d-statins") == (f"http://10.96.7.9:{settings['servicePort']}{prefix}"
+                                                 "transfer/v1/extracts/t2d-statins")
+    options = kube_options(jobs)
+    assert options.image == config.KubeBubbleSpawner.image and options.extract_mode == config.KubeBubbleSpawner.extract_mode
+    assert (options.uid, options.gid) == (config.KubeBubbleSpawner.bubble_uid, config.KubeBubbleSpawner.bubble_gid)
+    pods = {d["metadata"]["name"].rsplit("-", 1)[1]: d for d in find(docs, "Deployment")}
+    service_pod = pods["service"]["spec"]["template"]
+    assert jobs.service_pod_labels.items() <= service_pod["metadata"]["labels"].items()
+    assert not jobs.service_pod_labels.items() <= pods["hub"]["spec"]["template"]["metadata"]["labels"].items()
+    (container_port,) = service_pod["spec"]["containers"][0]["ports"]
+    service = find(docs, "Service", f"{RELEASE}-bubble-manager-service")[0]
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == container_port["containerPort"] == jobs.service_port  # policies match the pod's port
+    assert port["targetPort"] == container_port["name"]
+    assert service["spec"]["selector"].items() <= service_pod["metadata"]["labels"].items()
+    assert service_pod["spec"]["enableServiceLinks"] is True  # how the service learns its cluster IP
+    account = service_pod["spec"]["serviceAccountName"]
+    assert account == f"{RELEASE}-bubble-manager-service"
+
+
+def test_without_its_cluster_ip_the_service_names_the_fix(tmp_path):
+    from bubble_manager.runtime.kube_activation import KubeStudyJobs, transfer_url
+
+    docs = rendered("default")
+    _, bubble_config, settings = load_hub_config(tmp_path, docs)
+    bubble_config.KubeStudyJobs.service_url = ""
+    with pytest.raises(ValueError, match="cluster IP"):
+        transfer_url(KubeStudyJobs(config=bubble_config), "t2d-statins")
 
 
 @pytest.mark.parametrize("values", VALUE_SET_NAMES)

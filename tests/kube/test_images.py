@@ -134,3 +134,18 @@ def test_the_bubble_image_carries_the_in_bubble_extension_and_its_settings():
     assert "HOME=/home/jovyan" in env
     assert instructions("bubble", "USER")[-1] == "1000:100"
     assert instructions("bubble", "WORKDIR")[-1] == "/home/jovyan/work"
+
+
+def test_the_bubble_image_carries_the_extract_fill_command_and_what_it_imports():
+    """The extract-fill Job runs `python -m bubble_manager.runtime.kube_fill` in the bubble image."""
+    from bubble_manager.runtime.kube_activation import FILL_COMMAND
+
+    copies = " ".join(instructions("bubble", "COPY"))
+    assert "bubble_manager/runtime/__init__.py" in copies and "bubble_manager/runtime/kube_fill.py" in copies
+    assert "bubble_manager.runtime.kube_fill" in " ".join(instructions("bubble", "RUN"))
+    assert FILL_COMMAND[-1] == "bubble_manager.runtime.kube_fill" and FILL_COMMAND[0] == "python"
+    assert (ROOT / "bubble_manager" / "runtime" / "__init__.py").read_text().strip() == ""  # imports nothing
+    constraints = pins(BUBBLE_ENV / "constraints.txt")
+    assert "cryptography" in constraints  # what kube_fill needs beyond the standard library
+    env = " ".join(instructions("bubble", "ENV"))
+    assert "PATH=/opt/bubble/bin:" in env  # `python` is the bubble environment's

@@ -1,4 +1,4 @@
-"""No bubble can reach anything but the hub API.
+"""No bubble can reach anything but the hub API; no study Job anything but the service.
 
 Reads every NetworkPolicy that can select a bubble — the ones the chart renders into the bubbles
 namespace (default and example values) and the per-bubble ones the builder makes from the settings
@@ -6,12 +6,17 @@ the chart hands the hub — and proves, independently of the production checks i
 policyTypes lists both Ingress and Egress; every egress rule has peers and ports; every peer names
 the hub pods by pod labels and the hub namespace by namespace labels; the only port is the hub API
 port over TCP; no ipBlock, no empty rule, no DNS port, no port range.
+
+The same proof covers the per-Job policies of extract-fill Jobs, with the service pods and the
+service port in place of the hub's, and no ingress at all.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from bubble_manager.runtime import kube_jobs
+from bubble_manager.runtime.kube_checks import job_policy_problems
 from bubble_manager.runtime.kube_objects import KubeOptions, bubble_network_policy, to_manifest
 
 from .chart import NAMESPACE, VALUE_SETS, find, hub_values, rendered
@@ -153,3 +158,98 @@ def test_the_allowed_paths_really_connect(values):
     from_bubbles = [peer for rule in policies["hub"]["spec"]["ingress"] for peer in rule["from"]
                     if selects(peer.get("podSelector", {}), bubble_labels)]
     assert from_bubbles, "the hub's own policy must admit the bubbles on its API port"
+
+
+# --- study Jobs ---------------------------------------------------------------------------------
+
+JOB = "extract-t2d-statins-a1b2c30"
+
+
+def chart_job_objects(values: str) -> tuple[dict, dict, dict, list[dict]]:
+    """The extract-fill Job and its policy, built with the settings the chart hands the service."""
+    docs = rendered(values)
+    settings = hub_values(docs)
+    options = KubeOptions(namespace=settings["bubbles"]["namespace"], hub_namespace=settings["namespace"],
+                          hub_pod_labels=settings["hubPodLabels"], proxy_pod_labels=settings["proxyPodLabels"],
+                          image=settings["bubbles"]["image"], extra_labels=settings["bubbleLabels"],
+                          extract_mode=settings["bubbles"]["extractMode"])
+    peer = kube_jobs.ServicePeer(settings["namespace"], settings["servicePodLabels"], settings["servicePort"])
+    policy = to_manifest(kube_jobs.job_network_policy(options, job_name_=JOB, kind="extract", slug="t2d-statins",
+                                                      service=peer))
+    job = to_manifest(kube_jobs.extract_job(options, slug="t2d-statins", name=JOB, member="alice",
+                                            command=["python", "-m", "bubble_manager.runtime.kube_fill"],
+                                            manifest_sha256="ab" * 32, secret_name=JOB))
+    return policy, job, settings, docs
+
+
+def ingress_violations(policy: dict) -> list[str]:
+    spec = policy["spec"]
+    found = []
+    if spec.get("ingress"):
+        found.append(f"{policy['metadata']['name']}: a Job admits ingress {spec['ingress']}")
+    if "Ingress" not in spec.get("policyTypes", []):
+        found.append(f"{policy['metadata']['name']}: without policyType Ingress, other policies could open it")
+    return found
+
+
+@pytest.mark.parametrize("values", sorted(VALUE_SETS))
+def test_no_job_egress_rule_allows_anything_but_the_service(values):
+    policy, _, settings, _ = chart_job_objects(values)
+    assert policy["spec"]["egress"], "the Job's policy must open the service"
+    assert egress_violations(policy, settings["namespace"], settings["servicePodLabels"],
+                             settings["servicePort"]) == []
+    assert ingress_violations(policy) == []
+    assert job_policy_problems(policy, service_namespace=settings["namespace"],
+                               service_labels=settings["servicePodLabels"], service_port=settings["servicePort"]) == []
+
+
+def test_the_job_policy_checks_catch_what_they_must(options):
+    from .conftest import SERVICE_LABELS
+
+    peer = kube_jobs.ServicePeer("bubble-manager", SERVICE_LABELS, 10101)
+    good = to_manifest(kube_jobs.job_network_policy(options, job_name_=JOB, kind="extract", slug="s", service=peer))
+    to_service = good["spec"]["egress"][0]["to"]
+    to_hub = [{"podSelector": {"matchLabels": dict(options.hub_pod_labels)},
+               "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "bubble-manager"}}}]
+    leaks = {
+        "the hub": {"to": to_hub, "ports": [{"port": 10101, "protocol": "TCP"}]},
+        "the hub port": {"to": to_service, "ports": [{"port": 8081, "protocol": "TCP"}]},
+        "dns": {"to": to_service, "ports": [{"port": 53, "protocol": "UDP"}]},
+        "internet": {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443}]},
+        "any pod of the namespace": {"to": [{"namespaceSelector": to_service[0]["namespaceSelector"]}],
+                                     "ports": [{"port": 10101}]},
+        "empty": {},
+    }
+    for name, rule in leaks.items():
+        leaky = {**good, "spec": {**good["spec"], "egress": good["spec"]["egress"] + [rule]}}
+        assert egress_violations(leaky, "bubble-manager", SERVICE_LABELS, 10101), name
+        assert job_policy_problems(leaky, service_namespace="bubble-manager", service_labels=SERVICE_LABELS,
+                                   service_port=10101), name
+    admitting = {**good, "spec": {**good["spec"], "ingress": [{"from": to_service, "ports": [{"port": 8888}]}]}}
+    assert ingress_violations(admitting)
+    assert job_policy_problems(admitting, service_namespace="bubble-manager", service_labels=SERVICE_LABELS,
+                               service_port=10101)
+    closed = {**good, "spec": {**good["spec"], "egress": []}}
+    assert job_policy_problems(closed, service_namespace="bubble-manager", service_labels=SERVICE_LABELS,
+                               service_port=10101)
+
+
+@pytest.mark.parametrize("values", sorted(VALUE_SETS))
+def test_the_jobs_path_to_the_service_really_connects(values):
+    """The Job's policy selects its pods and the service pods, and the service's own policy admits the Job."""
+    policy, job, settings, docs = chart_job_objects(values)
+    job_labels = job["spec"]["template"]["metadata"]["labels"]
+    pods = {d["metadata"]["name"].rsplit("-", 1)[1]: d["spec"]["template"]["metadata"]["labels"]
+            for d in find(docs, "Deployment")}
+    assert selects(policy["spec"]["podSelector"], job_labels)
+    assert selects(policy["spec"]["egress"][0]["to"][0]["podSelector"], pods["service"])
+    assert not selects(policy["spec"]["egress"][0]["to"][0]["podSelector"], pods["hub"])
+    service_policy = {p["metadata"]["name"].rsplit("-", 1)[1]: p
+                      for p in find(docs, "NetworkPolicy", namespace=NAMESPACE)}["service"]
+    admitted = [rule for rule in service_policy["spec"]["ingress"] for peer in rule["from"]
+                if selects(peer.get("podSelector", {}), job_labels) and peer.get("namespaceSelector", {}).get(
+                    "matchLabels") == {"kubernetes.io/metadata.name": settings["bubbles"]["namespace"]}]
+    assert admitted and admitted[0]["ports"] == [{"port": settings["servicePort"], "protocol": "TCP"}]
+    bubble_labels = {"app.kubernetes.io/component": "bubble", **settings["bubbleLabels"]}
+    for rule in service_policy["spec"]["ingress"]:  # a bubble is not a Job: the service stays closed to it
+        assert not any(selects(peer.get("podSelector", {}), bubble_labels) for peer in rule["from"])
