@@ -92,6 +92,9 @@ class FakeCluster:
 
     def read(self, kind: str, namespace: str, name: str) -> dict:
         self.calls.append(("read", kind, name))
+        return self._stored(kind, namespace, name)
+
+    def _stored(self, kind: str, namespace: str, name: str) -> dict:
         try:
             return self.objects[(kind, namespace, name)]
         except KeyError:
@@ -109,7 +112,7 @@ class FakeCluster:
 
     def replace(self, kind: str, namespace: str, name: str, body: Any) -> dict:
         self.calls.append(("replace", kind, name))
-        self.read(kind, namespace, name)
+        self._stored(kind, namespace, name)
         manifest = json.loads(json.dumps(to_manifest(body)))
         manifest["metadata"]["namespace"] = namespace
         self.objects[(kind, namespace, name)] = manifest
@@ -117,7 +120,7 @@ class FakeCluster:
 
     def patch(self, kind: str, namespace: str, name: str, body: dict) -> dict:
         self.calls.append(("patch", kind, name))
-        current = self.read(kind, namespace, name)
+        current = self._stored(kind, namespace, name)
         merge(current, json.loads(json.dumps(body)))
         return current
 

@@ -274,3 +274,44 @@ async def test_the_spawner_opens_a_bubble_only_on_a_volume_the_fill_marked(study
     with pytest.raises(SpawnRefused) as refused:
         await make_spawner(study_home.home).start()
     assert refused.value.reason == "stale-extract"
+
+
+CALL_TO_RBAC = {  # the fake API's (verb, kind) -> (API group, resource, RBAC verb) of the real call
+    ("create", "pvc"): ("", "persistentvolumeclaims", "create"), ("patch", "pvc"): ("", "persistentvolumeclaims", "patch"),
+    ("create", "secret"): ("", "secrets", "create"), ("patch", "secret"): ("", "secrets", "patch"),
+    ("delete", "secret"): ("", "secrets", "delete"),
+    ("create", "networkpolicy"): ("networking.k8s.io", "networkpolicies", "create"),
+    ("replace", "networkpolicy"): ("networking.k8s.io", "networkpolicies", "update"),
+    ("delete", "networkpolicy"): ("networking.k8s.io", "networkpolicies", "delete"),
+    ("create", "job"): ("batch", "jobs", "create"), ("delete", "job"): ("batch", "jobs", "delete"),
+    ("read", "job"): ("batch", "jobs/status", "get"),  # read_namespaced_job_status
+}
+
+
+async def test_the_service_role_of_the_chart_grants_exactly_what_a_fill_calls(study_home, cluster, options):
+    from .chart import find, rendered
+
+    await fill(study_home, cluster)  # a fill that succeeds
+    leftover = to_manifest(ka.job_network_policy(options, job_name_="x", kind="extract", slug=SLUG,
+                                                 service=ka.ServicePeer("bubble-manager", SERVICE_LABELS, 10101)))
+    cluster.job_outcome = None  # a Job that overruns, whose policy name is already taken
+    original = ka.fill_targets
+
+    def colliding(*arguments, **keywords):
+        targets = original(*arguments, **keywords)
+        leftover["metadata"]["name"] = f"{targets[0].job}-net"
+        cluster.objects[("networkpolicy", "bubbles", leftover["metadata"]["name"])] = leftover
+        return targets
+
+    ka.fill_targets = colliding
+    try:
+        with pytest.raises(ka.ExtractFillError):
+            await ka.fill_study_extract(study_home.context, SLUG, apis=apis(cluster), timeout=0.2,
+                                        settings=settings(study_home.context))
+    finally:
+        ka.fill_targets = original
+    called = {CALL_TO_RBAC[(verb, kind)] for verb, kind, _ in cluster.calls}
+    role = next(r for r in find(rendered("default"), "Role") if r["metadata"]["name"].endswith("-service"))
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert called == granted
