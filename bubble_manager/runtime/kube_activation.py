@@ -12,8 +12,9 @@ can only mount claims of theirs. `fill_study_extract(context, slug)` bridges the
    `kube_runner.StudyJobRunner`: its NetworkPolicy (egress to the service pods on the service port,
    nothing else) first, then its secret (the token and the hub's public key), then the Job; the
    secret and the policy are deleted when it ends, whatever the end;
-5. marks the claim with the manifest's sha256 only once the Job succeeded (the spawner refuses any
-   other claim), revokes the token if the Job never used it, and audits the outcome.
+5. marks the claim with the manifest's sha256 only once the Job succeeded and the service recorded
+   that it sent this Job's token the whole extract (the spawner refuses any other claim), revokes
+   the token if the Job never used it, and audits the outcome.
 
 `publish_extract(context, slug)` is the hook for activation and rebuilds: a no-op unless the site
 runs the Kubernetes profile (`c.KubeStudyJobs.enabled`), else it runs the above and waits. The Job
@@ -183,7 +184,7 @@ async def fill_study_extract(context: Any, slug: str, *, actor: str = "system", 
     public_key = (context.home / "keys" / "hub-signing.pub").read_text()
     report = FillReport(slug, manifest_sha256, fill_targets(settings, slug, study.members, secrets.token_hex(3)))
     own_apis = apis is None
-    apis = apis or _in_cluster_apis()
+    apis = apis or in_cluster_apis()
     runner = StudyJobRunner(apis.core, apis.batch, settings.namespace, poll_seconds=settings.poll_seconds,
                             network_api=apis.networking)
     try:
@@ -225,8 +226,11 @@ async def _fill_one(context: Any, settings: KubeStudyJobs, options: KubeOptions,
                           image=settings.image)
         policy = job_network_policy(options, job_name_=target.job, kind="extract", slug=slug, service=peer)
         _check(job, policy, peer, target.claim)
-        await runner.fill_extract(job, secret, claims=[target.claim], manifest_sha256=manifest_sha256,
-                                  timeout=timeout, policy=policy)
+        await runner.run(job, secret, timeout=timeout, policy=policy)
+        outcome = (transfer_tokens.token_state(context, token.token_id) or {}).get("outcome")
+        if outcome != "completed":  # exit 0 is not enough: the service must have sent this Job the extract
+            raise JobFailed(f"job {target.job} ended without the service having sent it the extract ({outcome})")
+        await runner.mark_extract([target.claim], manifest_sha256)
     except (JobFailed, UnsafeObject, ApiException, ValueError, OSError, asyncio.TimeoutError) as error:
         context.audit.record(actor=actor, action="extract.volume-fill-failed", study=slug, detail={
             "claim": target.claim, "job": target.job, "reason": type(error).__name__})
@@ -245,7 +249,7 @@ def _check(job: Any, policy: Any, peer: ServicePeer, claim: str) -> None:
         service_port=peer.port))
 
 
-def _in_cluster_apis() -> KubeApis:
+def in_cluster_apis() -> KubeApis:
     """Clients with the pod's own service account (the chart's `<release>-service` account)."""
     from kubernetes_asyncio import client, config
 

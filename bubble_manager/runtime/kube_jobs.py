@@ -24,7 +24,7 @@ from kubernetes_asyncio.client import models as k8s
 from .kube_objects import (DNS_NAME, STUDY_LABEL, KubeOptions, claim_volume, container_security, namespace_selector,
                            no_dns, pod_security, scratch_volume, short_name, extract_claim_name, shared_claim_name,
                            workspace_claim_name)
-from .spec import LABEL_PREFIX
+from .spec import LABEL_PREFIX, member_dir_name
 
 JOB_KIND_LABEL = f"{LABEL_PREFIX}/job"
 JOB_NAME_LABEL = f"{LABEL_PREFIX}/job-name"
@@ -155,19 +155,19 @@ def extract_job(options: KubeOptions, *, slug: str, name: str, command: Sequence
 
 
 def snapshot_job(options: KubeOptions, *, slug: str, name: str, command: Sequence[str], members: Sequence[str],
-                 archive_claim: str, secret_name: str | None, resources: JobResources = JobResources(),
-                 image: str | None = None) -> k8s.V1Job:
-    """Read every member's workspace and the shared folder read-only, write the encrypted archive to
-    `archive_claim` (the secret holds only the study's archive public key and recipients)."""
-    if not members:
-        raise ValueError(f"study {slug} has no members: nothing to snapshot")
-    mounts = [JobMount(shared_claim_name(slug), PurePosixPath("/snapshot/shared"), read_only=True)]
+                 shared: bool, secret_name: str | None, resources: JobResources = JobResources(),
+                 image: str | None = None, env: Mapping[str, str] | None = None) -> k8s.V1Job:
+    """Mount the given members' workspaces and (if `shared`) the shared folder, all read-only, under
+    /snapshot/workspaces/<member folder> and /snapshot/shared, for the collect command to upload to
+    the service (where the archive is made: the hub's private key never comes here)."""
+    if not members and not shared:
+        raise ValueError(f"study {slug} has no workspace or shared claim: nothing to snapshot")
+    mounts = [JobMount(shared_claim_name(slug), PurePosixPath("/snapshot/shared"), read_only=True)] if shared else []
     for member in members:
-        claim = workspace_claim_name(slug, member)
-        mounts.append(JobMount(claim, PurePosixPath("/snapshot/workspaces") / claim, read_only=True))
-    mounts.append(JobMount(archive_claim, PurePosixPath("/archives"), read_only=False))
+        mounts.append(JobMount(workspace_claim_name(slug, member),
+                               PurePosixPath("/snapshot/workspaces") / member_dir_name(member), read_only=True))
     return study_job(options, kind="snapshot", slug=slug, name=name, command=command, mounts=mounts,
-                     secret_name=secret_name, env={"BUBBLE_SNAPSHOT_DIR": "/snapshot", "BUBBLE_ARCHIVE_DIR": "/archives"},
+                     secret_name=secret_name, env={**(env or {}), "BUBBLE_SNAPSHOT_DIR": "/snapshot"},
                      resources=resources, image=image)
 
 

@@ -76,8 +76,13 @@ class StudyJobRunner:
     async def fill_extract(self, job: Any, secret: Any | None, *, claims: list[str], manifest_sha256: str,
                            timeout: float, policy: Any | None = None) -> None:
         """Run the extract Job, then mark its claims as holding that manifest (the spawner checks it)."""
-        patch = extract_filled_patch(manifest_sha256)
+        extract_filled_patch(manifest_sha256)  # a bad hash fails before anything is created
         await self.run(job, secret, timeout=timeout, policy=policy)
+        await self.mark_extract(claims, manifest_sha256)
+
+    async def mark_extract(self, claims: list[str], manifest_sha256: str) -> None:
+        """Annotate extract claims as holding that manifest; the spawner mounts no other."""
+        patch = extract_filled_patch(manifest_sha256)
         for claim in claims:
             await self.core.patch_namespaced_persistent_volume_claim(name=claim, namespace=self.namespace,
                                                                      body=patch)

@@ -32,7 +32,8 @@ from ..store import Store, UTCDateTime
 TOKEN_PREFIX = "bmxfer_"
 TOKEN_SHAPE = re.compile(r"^bmxfer_[A-Za-z0-9_-]{43}$")
 EXTRACT_DOWNLOAD = "extract-download"
-PURPOSES = (EXTRACT_DOWNLOAD,)
+WORKSPACE_UPLOAD = "workspace-upload"
+PURPOSES = (EXTRACT_DOWNLOAD, WORKSPACE_UPLOAD)
 MAX_TTL_SECONDS = 24 * 3600
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -183,6 +184,18 @@ def _check(row: TransferTokenRow, *, study: str, purpose: str, now: dt.datetime)
     if row.purpose != purpose:
         return TransferRefused("other-purpose", f"transfer token {row.token_id} does not allow {purpose}")
     return None
+
+
+def complete(context: Any, token_id: str, *, actor: str, action: str, detail: dict[str, Any]) -> None:
+    """Record that the transfer a redeemed token allowed went through to its end (audited with it)."""
+    ensure_table(context.store)
+    with context.store.transaction() as session:
+        row = session.get(TransferTokenRow, token_id, with_for_update=True)
+        if row is None or row.outcome != "redeemed":
+            raise ValueError(f"transfer token {token_id} is not a redeemed one; nothing to complete")
+        row.outcome = "completed"
+        context.audit.append(session, actor=actor, action=action, study=row.study,
+                             detail={"token": token_id, "job": row.job, **detail})
 
 
 def revoke_unused(context: Any, token_id: str, *, actor: str, reason: str) -> bool:

@@ -11,6 +11,11 @@ is closed from the internet even to a stolen token.
 `manifest.json` (the signed manifest the token was issued for) then `extract.duckdb`, with its
 `Content-Length`. The service checks the extract first (signature, size, sha256, study, approved
 request) and re-hashes it while sending; the Job checks everything again before using a byte.
+
+`PUT <prefix>transfer/v1/workspaces/<slug>` takes the tar a study's collect Job streams from the
+workspace and shared claims (read-only) before the study is archived; `runtime/workspace_transfer`
+checks every member by hand and swaps the result into `studies/<slug>/workspaces` and `shared`,
+where the archive's snapshot reads them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import secrets
 import tarfile
+import tempfile
 from typing import Any
 
 from tornado import iostream, web
@@ -27,13 +35,17 @@ from traitlets.config import Configurable
 
 from ..runtime import extract_gate
 from ..runtime.spec import SpawnRefused, StudyPaths
-from ..runtime.transfer_tokens import EXTRACT_DOWNLOAD, TransferGrant, TransferRefused, redeem
+from ..runtime import workspace_transfer
+from ..runtime.transfer_tokens import (EXTRACT_DOWNLOAD, WORKSPACE_UPLOAD, TransferGrant, TransferRefused, complete,
+                                       redeem)
 from ..store import load_study
 from .base import SECURITY_HEADERS
 
 SLUG = r"(?P<slug>[a-z][a-z0-9-]{0,29})"
 SCOPE_EXTRACT_DOWNLOAD = f"transfer-token:{EXTRACT_DOWNLOAD}"
+SCOPE_WORKSPACE_UPLOAD = f"transfer-token:{WORKSPACE_UPLOAD}"
 FILLABLE_STATES = ("approved", "active")
+COLLECTABLE_STATES = ("active", "expired", "revoked")
 MANIFEST_MEMBER, EXTRACT_MEMBER = "manifest.json", "extract.duckdb"
 FORWARDED_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "Forwarded")
 
@@ -44,6 +56,8 @@ class TransferSettings(Configurable):
                                        "IP. Turn off only if a service mesh adds such headers to in-cluster calls."
                             ).tag(config=True)
     chunk_bytes = Integer(1 << 20, help="Bytes read and sent at a time when streaming an extract.").tag(config=True)
+    max_upload_bytes = Integer(200 * 2**30, help="Largest workspace upload of a study's collect Job (the hub home "
+                                                 "needs twice this free while it is unpacked).").tag(config=True)
 
 
 # --- the tar framing (pure) ----------------------------------------------------------------------
@@ -162,9 +176,9 @@ class ExtractTransferHandler(TransferHandler):
             self.context.audit.record(actor=actor, action="transfer.failed", study=slug, detail={
                 "token": grant.token_id, "reason": "extract changed or the Job hung up while it was sent"})
             return
-        self.context.audit.record(actor=actor, action="extract.transferred", study=slug, detail={
-            "token": grant.token_id, "job": grant.job, "manifest_sha256": grant.manifest_sha256,
-            "sha256": recorded["sha256"], "bytes": sent, "client": self.request.remote_ip})
+        await asyncio.to_thread(complete, self.context, grant.token_id, actor=actor, action="extract.transferred",
+                                detail={"manifest_sha256": grant.manifest_sha256, "sha256": recorded["sha256"],
+                                        "bytes": sent, "client": self.request.remote_ip})
 
     def _checked_files(self, grant: TransferGrant, paths: StudyPaths, actor: str) -> tuple[bytes, Any]:
         """The manifest bytes the token was issued for and the open extract, after `extract verify`."""
@@ -225,6 +239,69 @@ class ExtractTransferHandler(TransferHandler):
         return size
 
 
+@web.stream_request_body
+class WorkspaceUploadHandler(TransferHandler):
+    scopes = {"PUT": (SCOPE_WORKSPACE_UPLOAD,)}
+    _upload: Any = None
+    _upload_path: str | None = None
+
+    async def prepare(self) -> None:
+        super().prepare()
+        slug = self.path_kwargs["slug"]
+        self._grant = await self.grant(slug, WORKSPACE_UPLOAD)
+        with self.context.store.transaction() as session:
+            study = load_study(session, slug)
+        if study is None or study.state.value not in COLLECTABLE_STATES:
+            self.context.audit.record(actor=f"job:{self._grant.job}", action="transfer.refused", study=slug, detail={
+                "token": self._grant.token_id, "reason": "study-state"})
+            raise TransferError(409, f"study {slug} is not active, expired or revoked: no workspaces are taken in",
+                                "study-state")
+        self._study = study
+        paths = StudyPaths(self.context.home, slug)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        self.request.connection.set_max_body_size(self.transfer_settings.max_upload_bytes)
+        descriptor, self._upload_path = tempfile.mkstemp(prefix=".upload-", suffix=".tar", dir=paths.root)
+        self._upload = os.fdopen(descriptor, "wb")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._upload.write(chunk)
+
+    async def put(self, slug: str) -> None:
+        actor = f"job:{self._grant.job}"
+        self._upload.close()
+        paths = StudyPaths(self.context.home, slug)
+        try:
+            report = await asyncio.to_thread(workspace_transfer.receive, self._upload_path, paths,
+                                             self._study.members, staging_name=f".incoming-{secrets.token_hex(6)}")
+        except workspace_transfer.UploadRefused as refused:
+            self.context.audit.record(actor=actor, action="transfer.refused", study=slug, detail={
+                "token": self._grant.token_id, "reason": refused.reason})
+            raise TransferError(400, str(refused), refused.reason) from None
+        finally:
+            self._discard_upload()
+        await asyncio.to_thread(complete, self.context, self._grant.token_id, actor=actor,
+                                action="snapshot.workspaces-received", detail=report.as_dict())
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"received": report.as_dict()}))
+
+    def _discard_upload(self) -> None:
+        if self._upload is not None:
+            self._upload.close()
+        if self._upload_path:
+            try:
+                os.unlink(self._upload_path)
+            except FileNotFoundError:
+                pass
+            self._upload_path = None
+
+    def on_connection_close(self) -> None:
+        self._discard_upload()  # the Job hung up or sent too much: nothing half-received stays
+
+    def on_finish(self) -> None:
+        self._discard_upload()
+
+
 default_handlers = [
     (rf"/transfer/v1/extracts/{SLUG}", ExtractTransferHandler),
+    (rf"/transfer/v1/workspaces/{SLUG}", WorkspaceUploadHandler),
 ]

@@ -63,6 +63,7 @@ class FakeCluster:
         self.fail_next: dict[tuple[str, str], int] = {}
         self.deleted: dict[tuple[str, str], dict] = {}  # the last state of every deleted object
         self.job_runner = None  # async (job manifest, cluster) -> outcome: runs a Job's command for real
+        self.job_errors: list[Exception] = []
         self.core = CoreV1(self)
         self.networking = NetworkingV1(self)
         self.batch = BatchV1(self)
@@ -267,6 +268,10 @@ class BatchV1:
 
 async def run_job(cluster: FakeCluster, namespace: str, manifest: dict) -> None:
     """Run a Job through `cluster.job_runner`, then record its outcome as the Job controller would."""
-    outcome = await cluster.job_runner(manifest, cluster)
+    try:
+        outcome = await cluster.job_runner(manifest, cluster)
+    except Exception as error:  # a broken test runner is a failed Job, not a hang
+        cluster.job_errors.append(error)
+        outcome = "Failed"
     if ("job", namespace, manifest["metadata"]["name"]) in cluster.objects:
         manifest["status"] = {"conditions": [{"type": outcome, "status": "True"}]}

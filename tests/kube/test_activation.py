@@ -57,8 +57,26 @@ def audit(context, prefix: str) -> list:
 
 
 async def fill(study_home, cluster, **overrides):
+    if cluster.job_runner is None and cluster.job_outcome == "Complete":
+        cluster.job_runner = token_only_runner(study_home.context)
     return await ka.fill_study_extract(study_home.context, SLUG, apis=apis(cluster), timeout=30,
                                        settings=settings(study_home.context, **overrides))
+
+
+def token_only_runner(context, outcome: str = "Complete", download: bool = True):
+    """A Job that ends as told; if `download`, the service is told it sent the extract (no bytes move)."""
+
+    async def run(job: dict, cluster) -> str:
+        await asyncio.sleep(0.02)
+        spec = job["spec"]["template"]["spec"]
+        secret_name = next(v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v)
+        token = cluster.objects[("secret", "bubbles", secret_name)]["stringData"]["transfer-token"]
+        if outcome == "Complete" and download:
+            grant = tt.redeem(context, token, study=SLUG, purpose=tt.EXTRACT_DOWNLOAD)
+            tt.complete(context, grant.token_id, actor="test", action="extract.transferred", detail={})
+        return outcome
+
+    return run
 
 
 # --- the order of things, with the fake ending the Job --------------------------------------------
@@ -87,9 +105,8 @@ async def test_secret_policy_and_job_come_and_go_and_the_volume_is_marked_last(s
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= \
         job["spec"]["template"]["metadata"]["labels"].items()
     assert policy["spec"]["egress"][0]["ports"] == [{"port": 10101, "protocol": "TCP"}]
-    # the fake Job never downloads: its token is burnt when it ends, then the volume is marked
-    assert [e.action for e in audit(study_home.context, "")][-3:] == [
-        "transfer.token-issued", "transfer.token-revoked", "extract.volume-filled"]
+    assert [e.action for e in audit(study_home.context, "")][-4:] == [
+        "transfer.token-issued", "transfer.redeemed", "extract.transferred", "extract.volume-filled"]
     filled = audit(study_home.context, "extract.volume-filled")[-1].detail
     assert filled["claims"] == ["extract-t2d-statins"] and filled["jobs"] == [target.job]
 
@@ -108,6 +125,16 @@ async def test_a_failed_job_leaves_no_marked_volume_even_one_marked_before(study
     failure = audit(study_home.context, "extract.volume-fill-failed")[-1].detail
     assert failure == {"claim": "extract-t2d-statins", "job": issued.detail["job"], "reason": "JobFailed"}
     assert not audit(study_home.context, "extract.volume-filled")
+
+
+async def test_a_job_that_succeeds_without_the_extract_marks_nothing(study_home, cluster):
+    """Exit 0 is not enough: the service must have recorded that it sent this Job's token the extract."""
+    cluster.job_runner = token_only_runner(study_home.context, download=False)
+    with pytest.raises(ka.ExtractFillError, match="without the service having sent it"):
+        await fill(study_home, cluster)
+    assert MANIFEST_ANNOTATION not in claim_annotations(cluster)
+    (issued,) = audit(study_home.context, "transfer.token-issued")
+    assert tt.token_state(study_home.context, issued.detail["token"])["outcome"] == "revoked"
 
 
 async def test_a_job_that_cannot_be_created_leaves_nothing_but_the_unmarked_claim(study_home, cluster):
@@ -216,7 +243,7 @@ async def test_end_to_end_the_job_fills_the_volume_from_the_service(study_home, 
         assert db.execute("SELECT count(*) FROM measurement").fetchone()[0] == 50
     assert claim_annotations(cluster) == {MANIFEST_ANNOTATION: report.manifest_sha256}
     (issued,) = audit(study_home.context, "transfer.token-issued")
-    assert tt.token_state(study_home.context, issued.detail["token"])["outcome"] == "redeemed"
+    assert tt.token_state(study_home.context, issued.detail["token"])["outcome"] == "completed"
     actions = [e.action for e in audit(study_home.context, "")]
     assert actions.index("transfer.redeemed") < actions.index("extract.transferred") < \
         actions.index("extract.volume-filled")
@@ -268,7 +295,7 @@ async def test_the_spawner_opens_a_bubble_only_on_a_volume_the_fill_marked(study
     spawner = make_spawner(study_home.home)
     assert await spawner.start() == "http://10.1.2.3:8888"
     await spawner.stop()
-    cluster.job_outcome = "Failed"
+    cluster.job_runner, cluster.job_outcome = None, "Failed"
     with pytest.raises(ka.ExtractFillError):
         await fill(study_home, cluster)
     with pytest.raises(SpawnRefused) as refused:
@@ -285,16 +312,17 @@ CALL_TO_RBAC = {  # the fake API's (verb, kind) -> (API group, resource, RBAC ve
     ("delete", "networkpolicy"): ("networking.k8s.io", "networkpolicies", "delete"),
     ("create", "job"): ("batch", "jobs", "create"), ("delete", "job"): ("batch", "jobs", "delete"),
     ("read", "job"): ("batch", "jobs/status", "get"),  # read_namespaced_job_status
+    ("read", "pvc"): ("", "persistentvolumeclaims", "get"),  # which workspace claims a collect mounts
 }
 
 
-async def test_the_service_role_of_the_chart_grants_exactly_what_a_fill_calls(study_home, cluster, options):
+async def test_the_service_role_of_the_chart_grants_exactly_what_fills_and_collects_call(study_home, cluster, options):
     from .chart import find, rendered
 
     await fill(study_home, cluster)  # a fill that succeeds
     leftover = to_manifest(ka.job_network_policy(options, job_name_="x", kind="extract", slug=SLUG,
                                                  service=ka.ServicePeer("bubble-manager", SERVICE_LABELS, 10101)))
-    cluster.job_outcome = None  # a Job that overruns, whose policy name is already taken
+    cluster.job_runner, cluster.job_outcome = None, None  # a Job that overruns, whose policy name is taken
     original = ka.fill_targets
 
     def colliding(*arguments, **keywords):
@@ -310,6 +338,11 @@ async def test_the_service_role_of_the_chart_grants_exactly_what_a_fill_calls(st
                                         settings=settings(study_home.context))
     finally:
         ka.fill_targets = original
+    from bubble_manager.runtime import kube_snapshot
+
+    collected = await kube_snapshot.collect_study_workspaces(  # its Job's calls are the fill's; it reads claims
+        study_home.context, SLUG, apis=apis(cluster), timeout=5, settings=settings(study_home.context))
+    assert collected.job is None
     called = {CALL_TO_RBAC[(verb, kind)] for verb, kind, _ in cluster.calls}
     role = next(r for r in find(rendered("default"), "Role") if r["metadata"]["name"].endswith("-service"))
     granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]

@@ -89,7 +89,7 @@ def test_the_chart_refuses_inconsistent_values(extra, message):
 # --- least privilege ----------------------------------------------------------------------------
 
 HUB_RESOURCES = {"pods", "persistentvolumeclaims", "services", "events", "networkpolicies"}
-SERVICE_RULES = {("", "persistentvolumeclaims"): {"create", "patch"},
+SERVICE_RULES = {("", "persistentvolumeclaims"): {"get", "create", "patch"},
                  ("", "secrets"): {"create", "patch", "delete"},
                  ("networking.k8s.io", "networkpolicies"): {"create", "update", "delete"},
                  ("batch", "jobs"): {"create", "delete"}, ("batch", "jobs/status"): {"get"}}

@@ -346,14 +346,17 @@ def test_the_service_stream_length_is_exact():
 
 # --- what the bubble image can run ----------------------------------------------------------------
 
-def test_the_fill_command_needs_only_the_standard_library_and_cryptography():
-    """The bubble image carries kube_fill but no other part of bubble-manager (images/bubble/Dockerfile)."""
-    tree = ast.parse(Path(kube_fill.__file__).read_text())
+@pytest.mark.parametrize("module, beyond_stdlib", [("kube_fill", {"cryptography"}), ("kube_collect", set())])
+def test_the_job_commands_need_only_the_standard_library_and_cryptography(module, beyond_stdlib):
+    """The bubble image carries these two modules but no other part of bubble-manager (images/bubble/Dockerfile)."""
+    import importlib
+
+    tree = ast.parse(Path(importlib.import_module(f"bubble_manager.runtime.{module}").__file__).read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
-    assert imported - set(sys.stdlib_module_names) == {"cryptography"}
+    assert imported - set(sys.stdlib_module_names) == beyond_stdlib
     assert not [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
 
 

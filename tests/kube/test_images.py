@@ -136,14 +136,18 @@ def test_the_bubble_image_carries_the_in_bubble_extension_and_its_settings():
     assert instructions("bubble", "WORKDIR")[-1] == "/home/jovyan/work"
 
 
-def test_the_bubble_image_carries_the_extract_fill_command_and_what_it_imports():
-    """The extract-fill Job runs `python -m bubble_manager.runtime.kube_fill` in the bubble image."""
+def test_the_bubble_image_carries_the_study_job_commands_and_what_they_import():
+    """The extract-fill and collect Jobs run `python -m bubble_manager.runtime.kube_fill|kube_collect` there."""
     from bubble_manager.runtime.kube_activation import FILL_COMMAND
+    from bubble_manager.runtime.kube_snapshot import COLLECT_COMMAND
 
     copies = " ".join(instructions("bubble", "COPY"))
-    assert "bubble_manager/runtime/__init__.py" in copies and "bubble_manager/runtime/kube_fill.py" in copies
-    assert "bubble_manager.runtime.kube_fill" in " ".join(instructions("bubble", "RUN"))
-    assert FILL_COMMAND[-1] == "bubble_manager.runtime.kube_fill" and FILL_COMMAND[0] == "python"
+    runs = " ".join(instructions("bubble", "RUN"))
+    assert "bubble_manager/runtime/__init__.py" in copies
+    for command in (FILL_COMMAND, COLLECT_COMMAND):
+        module = command[-1]
+        assert command[:2] == ("python", "-m") and module.startswith("bubble_manager.runtime.")
+        assert module.replace(".", "/") + ".py" in copies and module in runs
     assert (ROOT / "bubble_manager" / "runtime" / "__init__.py").read_text().strip() == ""  # imports nothing
     constraints = pins(BUBBLE_ENV / "constraints.txt")
     assert "cryptography" in constraints  # what kube_fill needs beyond the standard library

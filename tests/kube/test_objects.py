@@ -52,9 +52,11 @@ def built(options, spec) -> dict[str, dict]:
             options, job_name_="extract-t2d-statins-r1", kind="extract", slug="t2d-statins",
             service=kube_jobs.ServicePeer("bubble-manager", SERVICE_LABELS, 10101)),
         "snapshot-job": kube_jobs.snapshot_job(options, slug="t2d-statins", name="snapshot-t2d-statins-r1",
-                                               command=["bubble-manager", "archive", "snapshot"],
-                                               members=["alice", "bob"], archive_claim="archives",
-                                               secret_name="snapshot-t2d-statins-r1"),
+                                               command=["python", "-m", "bubble_manager.runtime.kube_collect"],
+                                               members=["alice", "bob"], shared=True,
+                                               secret_name="snapshot-t2d-statins-r1", env={
+                                                   "BUBBLE_TRANSFER_URL": "http://10.96.0.20:10101/services/"
+                                                   "bubble-manager/transfer/v1/workspaces/t2d-statins"}),
     }
 
 
@@ -206,7 +208,7 @@ def test_jobs_are_hardened_one_shot_and_read_their_inputs_read_only(options, spe
         assert next(m for m in mounts if m["name"] == secret_volume["name"])["readOnly"] is True
     snapshot = ko.to_manifest(objects["snapshot-job"])["spec"]["template"]["spec"]["containers"][0]
     writable = [m["mountPath"] for m in snapshot["volumeMounts"] if not m.get("readOnly")]
-    assert writable == ["/tmp", "/archives"]
+    assert writable == ["/tmp"]  # it reads the study claims and uploads; nothing of theirs is written
     extract = ko.to_manifest(objects["extract-job"])["spec"]["template"]["spec"]["containers"][0]
     assert {e["name"]: e["value"] for e in extract["env"]}["BUBBLE_EXPECTED_MANIFEST_SHA256"] == SHA
 
@@ -225,8 +227,8 @@ def test_job_inputs_are_checked(options):
         kube_jobs.job_name("restore", "t2d-statins", "r1")
     with pytest.raises(ValueError, match="run id"):
         kube_jobs.job_name("extract", "t2d-statins", "R_1")
-    with pytest.raises(ValueError, match="no members"):
-        kube_jobs.snapshot_job(options, slug="t2d-statins", name="n", command=["x"], members=[], archive_claim="a",
+    with pytest.raises(ValueError, match="nothing to snapshot"):
+        kube_jobs.snapshot_job(options, slug="t2d-statins", name="n", command=["x"], members=[], shared=False,
                                secret_name=None)
     with pytest.raises(ValueError, match="per-member"):
         ko.extract_claim(replace(options, extract_mode="per-member"), "t2d-statins")

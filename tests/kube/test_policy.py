@@ -165,8 +165,8 @@ def test_the_allowed_paths_really_connect(values):
 JOB = "extract-t2d-statins-a1b2c30"
 
 
-def chart_job_objects(values: str) -> tuple[dict, dict, dict, list[dict]]:
-    """The extract-fill Job and its policy, built with the settings the chart hands the service."""
+def chart_job_objects(values: str, kind: str = "extract") -> tuple[dict, dict, dict, list[dict]]:
+    """A study Job (extract fill or snapshot collect) and its policy, built with the chart's settings."""
     docs = rendered(values)
     settings = hub_values(docs)
     options = KubeOptions(namespace=settings["bubbles"]["namespace"], hub_namespace=settings["namespace"],
@@ -174,11 +174,16 @@ def chart_job_objects(values: str) -> tuple[dict, dict, dict, list[dict]]:
                           image=settings["bubbles"]["image"], extra_labels=settings["bubbleLabels"],
                           extract_mode=settings["bubbles"]["extractMode"])
     peer = kube_jobs.ServicePeer(settings["namespace"], settings["servicePodLabels"], settings["servicePort"])
-    policy = to_manifest(kube_jobs.job_network_policy(options, job_name_=JOB, kind="extract", slug="t2d-statins",
+    policy = to_manifest(kube_jobs.job_network_policy(options, job_name_=JOB, kind=kind, slug="t2d-statins",
                                                       service=peer))
-    job = to_manifest(kube_jobs.extract_job(options, slug="t2d-statins", name=JOB, member="alice",
-                                            command=["python", "-m", "bubble_manager.runtime.kube_fill"],
-                                            manifest_sha256="ab" * 32, secret_name=JOB))
+    if kind == "extract":
+        job = kube_jobs.extract_job(options, slug="t2d-statins", name=JOB, member="alice",
+                                    command=["python", "-m", "bubble_manager.runtime.kube_fill"],
+                                    manifest_sha256="ab" * 32, secret_name=JOB)
+    else:
+        job = kube_jobs.snapshot_job(options, slug="t2d-statins", name=JOB, members=["alice"], shared=True,
+                                     command=["python", "-m", "bubble_manager.runtime.kube_collect"], secret_name=JOB)
+    job = to_manifest(job)
     return policy, job, settings, docs
 
 
@@ -192,9 +197,10 @@ def ingress_violations(policy: dict) -> list[str]:
     return found
 
 
+@pytest.mark.parametrize("kind", ["extract", "snapshot"])
 @pytest.mark.parametrize("values", sorted(VALUE_SETS))
-def test_no_job_egress_rule_allows_anything_but_the_service(values):
-    policy, _, settings, _ = chart_job_objects(values)
+def test_no_job_egress_rule_allows_anything_but_the_service(values, kind):
+    policy, _, settings, _ = chart_job_objects(values, kind)
     assert policy["spec"]["egress"], "the Job's policy must open the service"
     assert egress_violations(policy, settings["namespace"], settings["servicePodLabels"],
                              settings["servicePort"]) == []
@@ -234,10 +240,11 @@ def test_the_job_policy_checks_catch_what_they_must(options):
                                service_port=10101)
 
 
+@pytest.mark.parametrize("kind", ["extract", "snapshot"])
 @pytest.mark.parametrize("values", sorted(VALUE_SETS))
-def test_the_jobs_path_to_the_service_really_connects(values):
+def test_the_jobs_path_to_the_service_really_connects(values, kind):
     """The Job's policy selects its pods and the service pods, and the service's own policy admits the Job."""
-    policy, job, settings, docs = chart_job_objects(values)
+    policy, job, settings, docs = chart_job_objects(values, kind)
     job_labels = job["spec"]["template"]["metadata"]["labels"]
     pods = {d["metadata"]["name"].rsplit("-", 1)[1]: d["spec"]["template"]["metadata"]["labels"]
             for d in find(docs, "Deployment")}

@@ -3,6 +3,7 @@ the proxy path is closed even to a good token, and a Job's one-time token fetche
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -39,7 +40,11 @@ def approved_with_extract(hub, service_home):
     try:
         slug = f"xfer{next(_numbers)}"
         operations = StudyOperations(context)
-        operations.request(CAROL, request_document(slug, members=("alice", "bob")))
+        # starting next week: the service's reconciler must not activate it (and rebuild its extract) mid-test
+        today = dt.date.today()
+        operations.request(CAROL, {**request_document(slug, members=("alice", "bob")),
+                                   "starts": str(today + dt.timedelta(days=7)),
+                                   "ends": str(today + dt.timedelta(days=67))})
         operations.submit(CAROL, slug)
         operations.approve(SAM, slug, "fine")
         build_extract(context, ADAM, slug)
