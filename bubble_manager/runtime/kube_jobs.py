@@ -1,15 +1,16 @@
-"""Pure builders for the study Jobs (extract fill, snapshot), the short-lived secret each one gets,
-and the NetworkPolicy of a Job that must reach the bubble-manager service.
+"""Pure builders for the study Jobs (extract fill, snapshot collect), the short-lived secret each one
+gets, and the NetworkPolicy of a Job that must reach the bubble-manager service.
 
 A Job runs with the same hardening as a bubble (non-root, read-only root, no privilege escalation,
 no capabilities, seccomp, no service-account token, no DNS, no host access). The bubbles namespace
-denies all traffic by default; a Job that downloads from the service (the extract fill) gets a
-policy of its own, created before the Job and deleted after it, that opens egress to the service
-pods on the service port only (by pod and namespace labels; the Job is given the service's cluster
-IP, since it has no DNS) and no ingress at all. What a Job needs from outside (a one-time transfer
-token, public keys) comes in a secret made for that Job alone, mounted read-only, deleted by the
-hub as soon as the Job ends (`kube_runner.StudyJobRunner`); an owner reference to the Job is the
-backstop should the hub die first.
+denies all traffic by default; a Job that talks to the service (the extract fill downloads, the
+snapshot's collect Job uploads) gets a policy of its own, created before the Job and deleted after
+it, that opens egress to the service pods on the service port only (by pod and namespace labels;
+the Job is given the service's cluster IP, since it has no DNS) and no ingress at all. What a Job
+needs from outside (a one-time transfer token, the hub's public key) comes in a secret made for
+that Job alone, mounted read-only, deleted by the service as soon as the Job ends
+(`kube_runner.StudyJobRunner`); an owner reference to the Job is the backstop should the service
+die first.
 """
 
 from __future__ import annotations

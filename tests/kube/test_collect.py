@@ -315,6 +315,13 @@ async def test_a_study_whose_bubbles_never_opened_has_nothing_to_collect(study_h
 
 def test_the_hook_does_nothing_unless_the_site_runs_on_kubernetes(study_home):
     assert ks.collect_workspaces(study_home.context, SLUG) is None
+    assert not study_home.context.audit.entries(action="transfer.token-issued")
+
+
+async def test_the_hook_refuses_to_block_the_services_event_loop(study_home):
+    study_home.context.settings.config.KubeStudyJobs.enabled = True
+    with pytest.raises(RuntimeError, match="worker thread"):
+        ks.collect_workspaces(study_home.context, SLUG)
 
 
 async def test_collected_workspaces_end_up_in_an_archive_custodians_restore(study_home, cluster, options,
