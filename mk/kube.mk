@@ -16,7 +16,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := $(KUBE_TOOLS)/checkov-venv
 CHECKOV_BIN := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: kube-tools helm-lint
+.PHONY: kube-tools helm-lint bench-transfer
 
 kube-tools: $(HELM_BIN) $(CHECKOV_BIN)
 
@@ -41,3 +41,8 @@ $(CHECKOV_BIN): mk/kube.mk
 helm-lint: $(HELM_BIN)
 	HELM_CACHE_HOME=$(CURDIR)/$(KUBE_TOOLS)/helm/cache HELM_CONFIG_HOME=$(CURDIR)/$(KUBE_TOOLS)/helm/config \
 	HELM_DATA_HOME=$(CURDIR)/$(KUBE_TOOLS)/helm/data $(HELM_BIN) lint --strict helm/bubble-manager
+
+# `make bench-transfer`: the extract-fill download (service -> kube_fill, every check) against a local
+# copy of the same extract, same run (bench/kube_transfer.py; BENCH_TRANSFER_ARGS to change it).
+bench-transfer: venv
+	$(BIN)/python bench/kube_transfer.py $(BENCH_TRANSFER_ARGS)

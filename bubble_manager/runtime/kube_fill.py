@@ -128,7 +128,7 @@ def receive(stream: BinaryIO, staging: Path, *, expected_manifest_sha256: str, p
             study: str) -> FillResult:
     """Read the service's tar stream into `staging`, checking everything; FillError on any mismatch."""
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as archive:
             member = _next_regular(archive, MANIFEST_NAME)
             if member.size > MAX_MANIFEST_BYTES:
                 raise FillError(f"the manifest is {member.size} bytes, more than a manifest can be")
