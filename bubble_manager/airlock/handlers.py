@@ -16,6 +16,7 @@ from urllib.parse import quote
 from ..operations import UnknownStudy
 from ..service.authz import SCOPE_REVIEW, SCOPE_USE
 from ..service.base import ApiError, BaseHandler
+from . import notify
 from .delivery import DeliveryError
 from .operations import AirlockOperations
 from .quarantine import QuarantineError
@@ -96,7 +97,7 @@ class SubmitHandler(AirlockHandler):
     scopes = {"POST": (SCOPE_USE,)}
 
     def post(self, slug: str) -> None:
-        self.visible_study(slug)
+        study = self.visible_study(slug)
         body = self.json_body()
         name = self.text_field(body, "outbox", max_length=200)
         try:
@@ -104,13 +105,14 @@ class SubmitHandler(AirlockHandler):
         except Exception as error:
             raise airlock_error(error) from None
         self.send_json(document, status=201)
+        notify.submitted(self.settings, study, document)
 
 
 class ImportHandler(AirlockHandler):
     scopes = {"POST": (SCOPE_USE,)}
 
     def post(self, slug: str) -> None:
-        self.visible_study(slug)
+        study = self.visible_study(slug)
         body = self.json_body()
         name = self.text_field(body, "name", max_length=200)
         justification = self.text_field(body, "justification")
@@ -126,6 +128,7 @@ class ImportHandler(AirlockHandler):
         except Exception as error:
             raise airlock_error(error) from None
         self.send_json(document, status=201)
+        notify.submitted(self.settings, study, document)
 
 
 class ReviewHandler(AirlockHandler):
@@ -143,6 +146,8 @@ class ReviewHandler(AirlockHandler):
         except Exception as error:
             raise airlock_error(error) from None
         self.send_json(document)
+        if document["decided_now"]:
+            notify.decided(self.settings, document)
 
 
 class FileHandler(AirlockHandler):

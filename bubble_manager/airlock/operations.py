@@ -267,7 +267,8 @@ class AirlockOperations:
 
     def review(self, actor: Actor, slug: str, request_id: int, file_id: int, decision: str,
                comment: str) -> dict[str, Any]:
-        """One steward's decision on one file; releases or rejects it when the rule is met."""
+        """One steward's decision on one file; releases or rejects it when the rule is met. The answer
+        is the request, with `decided_now` true when this decision closed its last pending file."""
         comment = (comment or "").strip()
         try:
             if not comment:
@@ -299,7 +300,7 @@ class AirlockOperations:
             raise
         if new_state != PENDING or decided:
             write_ledger(self.context, slug)
-        return self.request(request_id)
+        return {**self.request(request_id), "decided_now": decided}
 
     def _import_gid(self, slug: str, request_id: int) -> int | None:
         """The study's group, for imports (allocated here if no bubble ever started; outside any transaction)."""

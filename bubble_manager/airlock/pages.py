@@ -13,6 +13,7 @@ from urllib.parse import quote
 from ..service.authz import SCOPE_REVIEW, SCOPE_USE
 from ..service.base import ApiError
 from ..service.pages import PageHandler
+from . import notify
 from .handlers import SLUG, airlock_error, send_file
 from .operations import AirlockOperations
 from .review import AirlockRefused
@@ -60,20 +61,21 @@ class SubmitPage(AirlockPage):
     scopes = {"POST": (SCOPE_USE,)}
 
     def post(self, slug: str) -> None:
-        self.visible_study(slug)
+        study = self.visible_study(slug)
         try:
             document = self.airlock.submit_output(self.actor, slug, self.get_argument("outbox", ""))
         except Exception as error:
             self.back(f"studies/{slug}/airlock", error)
             return
         self.go(f"airlock/requests/{document['id']}")
+        notify.submitted(self.settings, study, document)
 
 
 class ImportPage(AirlockPage):
     scopes = {"POST": (SCOPE_USE,)}
 
     def post(self, slug: str) -> None:
-        self.visible_study(slug)
+        study = self.visible_study(slug)
         uploads = self.request.files.get("file") or []
         if len(uploads) != 1:
             self.back(f"studies/{slug}/airlock", AirlockRefused("import-empty", "choose one file to upload"))
@@ -86,6 +88,7 @@ class ImportPage(AirlockPage):
             self.back(f"studies/{slug}/airlock", error)
             return
         self.go(f"airlock/requests/{document['id']}")
+        notify.submitted(self.settings, study, document)
 
 
 class QueuePage(AirlockPage):
@@ -115,12 +118,14 @@ class ReviewPage(AirlockPage):
     def post(self, request_id: str, file_id: str) -> None:
         document = self.request_of(request_id)
         try:
-            self.airlock.review(self.actor, document["study"], int(request_id), int(file_id),
-                                self.get_argument("decision", ""), self.get_argument("comment", ""))
+            reviewed = self.airlock.review(self.actor, document["study"], int(request_id), int(file_id),
+                                           self.get_argument("decision", ""), self.get_argument("comment", ""))
         except Exception as error:
             self.back(f"airlock/requests/{request_id}", error)
             return
         self.go(f"airlock/requests/{request_id}")
+        if reviewed["decided_now"]:
+            notify.decided(self.settings, reviewed)
 
 
 class FilePage(AirlockPage):

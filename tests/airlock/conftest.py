@@ -38,12 +38,13 @@ def pseudonym() -> str:
 
 # --- a real hub running the service (tests/service/servicehub.py), with the airlock configured -----
 
-from tests.service.conftest import api, hub, store_context  # noqa: E402,F401 - fixtures, reused
+from tests.service.conftest import api, hub, smtp_sink, store_context  # noqa: E402,F401 - fixtures, reused
 
 
 @pytest.fixture(scope="session")
-def service_home(tmp_path_factory) -> Path:
-    """The service's home for airlock tests: two reviews per file (so the rule is exercised end to end)."""
+def service_home(tmp_path_factory, smtp_sink) -> Path:
+    """The service's home for airlock tests: two reviews per file (so the rule is exercised end to end),
+    e-mails to a real SMTP sink."""
     from bubble_manager.config import load_settings
     from bubble_manager.operations import Context
     from bubble_manager.signing import init_signing_key
@@ -53,7 +54,10 @@ def service_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("airlock-service-home")
     (home / "warehouse").mkdir()
     shutil.copy(DEMO_CATALOG, home / "warehouse" / "warehouse.catalog.yaml")
-    (home / "bubble_manager_config.py").write_text("c.AirlockSettings.required_reviews = 2\n")
+    (home / "bubble_manager_config.py").write_text(
+        "c.AirlockSettings.required_reviews = 2\n"
+        f"c.ServiceSettings.smtp_host = '127.0.0.1'\nc.ServiceSettings.smtp_port = {smtp_sink.port}\n"
+        "c.ServiceSettings.email_domain = 'chu.example'\n")
     init_signing_key(home)
     Context.open(load_settings(home)).close()
     return home

@@ -179,3 +179,21 @@ def test_bad_bodies_name_the_field(api, tokens, store_context):
     assert status == 409 and answer["problems"] == [{"rule": "import-type"}]
     status, answer = api.call("GET", f"/studies/{slug}/airlock/download?request=999999&file=1", tokens["alice"])
     assert status == 404
+
+
+def test_stewards_hear_of_a_request_and_the_member_of_the_decision(api, tokens, store_context, smtp_sink):
+    slug = new_study(store_context)
+    write_outbox(store_context, slug, "alice", "tables", {"t.csv": TABLE}, counts={"t.csv": ["n"]})
+    status, document = api.call("POST", f"/studies/{slug}/airlock/submit", tokens["alice"], {"outbox": "tables"})
+    assert status == 201
+    subject = f"Output request #{document['id']} to review for study {slug}"
+    told = smtp_sink.wait_for(lambda m: m["Subject"] == subject)
+    assert [m["To"] for m in told] == ["sam@chu.example"]  # tom is a member of this study: not asked
+    review = {"request": document["id"], "file": document["files"][0]["id"], "decision": "reject",
+              "comment": "not needed"}
+    status, answer = api.call("POST", f"/studies/{slug}/airlock/review", tokens["sam"], review)
+    assert status == 200 and answer["state"] == "decided" and answer["decided_now"] is True
+    decided = smtp_sink.wait_for(lambda m: m["Subject"] == f"Your output request #{document['id']} for study "
+                                                           f"{slug} is decided")
+    assert [m["To"] for m in decided] == ["alice@chu.example"]
+    assert "0 of 1 files approved" in decided[0].get_payload()
