@@ -7,6 +7,7 @@ from bubble_manager.store import Base
 import bubble_manager.runtime.uids  # noqa: F401  (registers BubbleUidRow, migration 0002)
 import bubble_manager.lifecycle_store  # noqa: F401  (registers the reconciler's tables, migration 0003)
 import bubble_manager.airlock.models  # noqa: F401  (registers the airlock's tables, migration 0004)
+import bubble_manager.runtime.transfer_tokens  # noqa: F401  (registers transfer_tokens, migration 0005)
 
 config = context.config
 target_metadata = Base.metadata

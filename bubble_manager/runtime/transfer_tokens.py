@@ -8,8 +8,7 @@ accepts it once: a second use, an expired token, or one presented for another st
 refused, and a misused token is burnt so that its rightful Job fails visibly too. Every issue, use,
 refusal and revocation is in the audit log (token ids only, never the secret).
 
-The table lives in its own metadata and is created on first use (`ensure_table`) until a
-migration of the store owns it.
+The table is part of the store's schema (migration 0005).
 """
 
 from __future__ import annotations
@@ -20,14 +19,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakSet
 
 from sqlalchemy import Integer, String, select
-from sqlalchemy.exc import DatabaseError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import clock
-from ..store import Store, UTCDateTime
+from ..store import Base, UTCDateTime
 
 TOKEN_PREFIX = "bmxfer_"
 TOKEN_SHAPE = re.compile(r"^bmxfer_[A-Za-z0-9_-]{43}$")
@@ -38,11 +35,7 @@ MAX_TTL_SECONDS = 24 * 3600
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-class TransferBase(DeclarativeBase):
-    pass
-
-
-class TransferTokenRow(TransferBase):
+class TransferTokenRow(Base):
     __tablename__ = "transfer_tokens"
 
     token_id: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -92,20 +85,6 @@ class TransferGrant:
     job: str
 
 
-_ready: "WeakSet[Store]" = WeakSet()
-
-
-def ensure_table(store: Store) -> None:
-    """Create the table if this database lacks it (idempotent, safe when two processes race)."""
-    if store in _ready:
-        return
-    try:
-        TransferTokenRow.__table__.create(store.engine, checkfirst=True)
-    except DatabaseError:  # another process created it between the check and the CREATE
-        TransferTokenRow.__table__.create(store.engine, checkfirst=True)
-    _ready.add(store)
-
-
 def token_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -120,7 +99,6 @@ def issue(context: Any, *, study: str, purpose: str, job: str, actor: str, ttl_s
                          "set c.KubeStudyJobs.token_ttl_seconds accordingly")
     if manifest_sha256 is not None and not SHA256_HEX.match(manifest_sha256):
         raise ValueError(f"manifest sha256 {manifest_sha256!r} is not 64 lowercase hex digits")
-    ensure_table(context.store)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token_id = secrets.token_hex(8)
     now = clock.utcnow()
@@ -137,7 +115,6 @@ def issue(context: Any, *, study: str, purpose: str, job: str, actor: str, ttl_s
 
 def redeem(context: Any, presented: str | None, *, study: str, purpose: str, client: str = "") -> TransferGrant:
     """Accept `presented` once for (`study`, `purpose`), or raise TransferRefused (audited either way)."""
-    ensure_table(context.store)
     where = {"study": study, "purpose": purpose, **({"client": client} if client else {})}
     if not presented or not TOKEN_SHAPE.match(presented):
         context.audit.record(actor="anonymous", action="transfer.refused", study=None,
@@ -188,7 +165,6 @@ def _check(row: TransferTokenRow, *, study: str, purpose: str, now: dt.datetime)
 
 def complete(context: Any, token_id: str, *, actor: str, action: str, detail: dict[str, Any]) -> None:
     """Record that the transfer a redeemed token allowed went through to its end (audited with it)."""
-    ensure_table(context.store)
     with context.store.transaction() as session:
         row = session.get(TransferTokenRow, token_id, with_for_update=True)
         if row is None or row.outcome != "redeemed":
@@ -200,7 +176,6 @@ def complete(context: Any, token_id: str, *, actor: str, action: str, detail: di
 
 def revoke_unused(context: Any, token_id: str, *, actor: str, reason: str) -> bool:
     """Burn a token its Job never used (the Job failed or timed out); True if there was one to burn."""
-    ensure_table(context.store)
     with context.store.transaction() as session:
         row = session.get(TransferTokenRow, token_id, with_for_update=True)
         if row is None or row.used_at is not None:
@@ -214,7 +189,6 @@ def revoke_unused(context: Any, token_id: str, *, actor: str, reason: str) -> bo
 
 def token_state(context: Any, token_id: str) -> dict[str, Any] | None:
     """The stored facts about one token (never the secret, which is not stored)."""
-    ensure_table(context.store)
     with context.store.transaction() as session:
         row = session.get(TransferTokenRow, token_id)
         if row is None:

@@ -103,7 +103,6 @@ def test_bad_issue_requests_are_refused_and_store_nothing(context, bad, message)
                  "ttl_seconds": 60, "manifest_sha256": SHA, **bad}
     with pytest.raises(ValueError, match=message):
         tt.issue(context, **arguments)
-    tt.ensure_table(context.store)
     with context.store.transaction() as session:
         assert session.query(tt.TransferTokenRow).count() == 0
     assert actions(context) == []
