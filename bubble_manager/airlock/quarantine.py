@@ -185,6 +185,7 @@ def stage_outbox_request(home: Path, slug: str, workspace: Path, name: str, *, m
         if problems:
             raise QuarantineError(f"outbox request {name!r} refused: " + "; ".join(
                 f"{p['path']}: {p['reason']}" for p in problems[:10]), problems)
+        _fsync_tree(staging)
         manifest_file = next((f for f in files if f.path == MANIFEST), None)
         if manifest_file is None:
             raise QuarantineError(f"outbox request {name!r} has no {MANIFEST}: submit it with "
@@ -203,6 +204,7 @@ def stage_outbox_request(home: Path, slug: str, workspace: Path, name: str, *, m
 
 
 def _copy_entry(entry: Entry, target: Path, relative: str, problems: list[dict[str, str]]) -> QuarantinedFile | None:
+    """Stream one verified file into the staging folder, hashing it; None (and a problem) if it changed."""
     assert entry.open is not None
     try:
         source = entry.open()
@@ -211,19 +213,35 @@ def _copy_entry(entry: Entry, target: Path, relative: str, problems: list[dict[s
         return None
     digest = hashlib.sha256()
     size, expected = 0, entry.stat.st_size
-    chunks = []
     try:
-        while chunk := os.read(source, COPY_CHUNK):
-            size += len(chunk)
-            if size > expected:
-                problems.append({"path": relative, "code": "changed", "reason": "grew while being copied"})
-                return None
-            digest.update(chunk)
-            chunks.append(chunk)
+        sink = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            while chunk := os.read(source, COPY_CHUNK):
+                size += len(chunk)
+                if size > expected:
+                    problems.append({"path": relative, "code": "changed", "reason": "grew while being copied"})
+                    return None
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(sink, view):]
+        finally:
+            os.close(sink)
     finally:
         os.close(source)
-    write_new(target, b"".join(chunks), 0o600)
     return QuarantinedFile(relative, size, digest.hexdigest())
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush the staged copies once they are all written (one pass: cheaper than a flush per file)."""
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(directory))
 
 
 def read_manifest(path: Path, max_bytes: int) -> dict[str, Any]:
