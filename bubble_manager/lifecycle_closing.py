@@ -28,6 +28,7 @@ from .archive.manifest import SignedDocumentError
 from .archive.snapshot import adopt_orphans, archive_dir, remove_leftovers, snapshot, verify_envelope
 from .lifecycle_hub import stop_and_wait
 from .lifecycle_store import LifecycleClosureRow
+from .runtime.site_hooks import collect_workspaces
 from .runtime.spec import StudyPaths
 from .store import ArchiveRow, ExtractRow
 from .studies import SYSTEM
@@ -98,6 +99,7 @@ def take_snapshot(runner: "TickRunner", slug: str, row: LifecycleClosureRow) -> 
     if existing is not None:
         return _outcome({"archive": existing.number, "sha256": existing.sha256, "reused": True},
                         runner.set_closure(slug, snapshot_number=existing.number))
+    collect_workspaces(context, slug, actor=SYSTEM.name)  # Kubernetes sites: bring the claims' files here first
     result = snapshot(context, slug, actor=SYSTEM.name)
     return _outcome({"archive": result.number, "sha256": result.sha256, "size": result.size,
                      "members": result.members, "skipped": result.skipped, "reused": False},

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .lifecycle_hub import HubUnavailable, stop_and_wait, study_servers
+from .runtime.site_hooks import publish_extract
 from .lifecycle_store import get_state, set_state
 from .runtime.spec import StudyPaths
 from .store import list_studies
@@ -157,6 +158,7 @@ def rebuild(runner: "TickRunner", slug: str) -> "StepOutcome":
     verification = verify_extract(StudyPaths(context.home, slug).root, context.verifier())
     if not verification.ok:
         raise RuntimeError(f"the rebuilt extract of {slug} does not verify: {'; '.join(verification.problems)}")
+    publish_extract(context, slug, actor=SYSTEM.name)  # Kubernetes sites: refill the extract volume
     restarted, not_restarted = 0, 0
     for server in running:
         try:

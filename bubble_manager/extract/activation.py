@@ -11,6 +11,7 @@ from ..operations import Context, StudyOperations
 from ..runtime.spec import StudyPaths
 from ..studies import Actor, Study, TransitionError
 from .build import ExtractError, build_extract, current_extract
+from ..runtime.site_hooks import publish_extract
 from .manifest import verify_extract
 
 
@@ -43,6 +44,7 @@ def activate_with_extract(context: Context, actor: Actor, slug: str, progress: b
         context.audit.record(actor=actor.name, action="extract.reused", study=slug,
                              detail={"sha256": manifest["extract"]["sha256"], "request_hash": study.request_hash})
     create_study_folders(paths, study.members)
+    publish_extract(context, slug, actor=actor.name)  # Kubernetes sites: fill the extract volume first
     return operations.activate(actor, slug)
 
 

@@ -6,6 +6,7 @@ Every user-provided string is escaped by Jinja's autoescape; nothing is rendered
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 from urllib.parse import quote
@@ -141,7 +142,7 @@ class StudyActionPage(PageHandler):
             return ()
         return ACTION_SCOPES.get(self.path_kwargs.get("action", ""), ())
 
-    def post(self, slug: str, action: str) -> None:
+    async def post(self, slug: str, action: str) -> None:
         before = self.visible_study(slug)
         comment = self.get_argument("comment", "")
         operations, actor = self.operations, self.actor
@@ -159,9 +160,10 @@ class StudyActionPage(PageHandler):
                 stopper = self.settings.get("bm_stop_study_servers")
                 if stopper is not None:
                     stopper(study)
-            elif action == "activate":
+            elif action == "activate":  # builds the extract: in a worker thread, not on the event loop
                 activate = self.settings.get("bm_activate")
-                activate(self.context, actor, slug) if activate else operations.activate(actor, slug)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: activate(self.context, actor, slug) if activate else operations.activate(actor, slug))
             elif action == "extend":
                 operations.extend(actor, slug, dt.date.fromisoformat(self.get_argument("until", "")))
             elif action == "members":
@@ -197,12 +199,14 @@ class ReviewQueuePage(PageHandler):
 class ReviewPage(PageHandler):
     scopes = {"GET": (SCOPE_REVIEW,)}
 
-    def get(self, slug: str) -> None:
+    async def get(self, slug: str) -> None:
         study = self.visible_study(slug)
         report, report_error = None, ""
         if study.state is State.submitted and not study.involved(self.actor.name):
-            try:
-                report = steward_report(self.context, self.actor, study)
+            actor = self.actor
+            try:  # the dry run queries the warehouse: in a worker thread, not on the event loop
+                report = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: steward_report(self.context, actor, study))
             except Exception as error:  # the extract subsystem's messages quote no data values
                 report_error = str(error)
         self.render_page("review.html", study=study, summary=study_summary(study, clock.utcnow()),

@@ -162,13 +162,23 @@ class RevokeHandler(_ActionHandler):
 
 
 class ActivateHandler(_ActionHandler):
+    """Activation builds the extract (and, on Kubernetes, waits for the Job that copies it into its
+    volume from this very service): it runs in a worker thread, never on the event loop."""
+
     scopes = {"POST": (SCOPE_ADMIN,)}
 
-    def act(self, slug: str, body: dict[str, Any]) -> Study:
+    async def post(self, slug: str) -> None:
+        self.visible_study(slug)
+        before = self.operations.get(slug)
         activate = self.settings.get("bm_activate")
-        if activate is not None:
-            return activate(self.context, self.actor, slug)
-        return self.operations.activate(self.actor, slug)
+        actor = self.actor
+        try:
+            study = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: activate(self.context, actor, slug) if activate else self.operations.activate(actor, slug))
+        except Exception as error:
+            raise translate_errors(error) from None
+        self.send_json(study_document(study))
+        notify_in_background(self.settings, before, study)
 
 
 class ExtendHandler(_ActionHandler):
