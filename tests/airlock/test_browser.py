@@ -113,6 +113,11 @@ def test_jupyterlab_downloads_fail_while_notebooks_open_and_save(alice_in_lab):
     page.goto(lab + "files/work/result.csv")
     assert "Downloads are disabled" in page.content()
     shot(alice, "02-files-refused")
+    logs = list((alice.hub.runtime_dir / "bubbles").glob("*/bubble.log"))  # the launchers' root-only logs
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any("download refused: GET" in p.read_text() for p in logs):
+        time.sleep(0.5)
+    assert any("download refused: GET" in p.read_text() and p.stat().st_mode & 0o077 == 0 for p in logs)
 
     # opening and saving a notebook works (through the contents API)
     page.goto(lab + "lab/tree/work/analysis.ipynb")
