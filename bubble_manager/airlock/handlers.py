@@ -7,10 +7,12 @@ sandboxing CSP, `nosniff`), raster images for stewards as images; nothing is eve
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import functools
 import re
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from ..operations import UnknownStudy
@@ -64,6 +66,12 @@ def whole_number(value: Any, name: str) -> int:
     return value
 
 
+async def off_loop(call: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Run a blocking airlock operation (copying, parsing in the sandbox, hashing) in a worker thread,
+    so the service keeps answering others meanwhile."""
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(call, *args, **kwargs))
+
+
 class AirlockHandler(BaseHandler):
     @property
     def airlock(self) -> AirlockOperations:
@@ -96,12 +104,12 @@ class OutboxHandler(AirlockHandler):
 class SubmitHandler(AirlockHandler):
     scopes = {"POST": (SCOPE_USE,)}
 
-    def post(self, slug: str) -> None:
+    async def post(self, slug: str) -> None:
         study = self.visible_study(slug)
         body = self.json_body()
         name = self.text_field(body, "outbox", max_length=200)
         try:
-            document = self.airlock.submit_output(self.actor, slug, name)
+            document = await off_loop(self.airlock.submit_output, self.actor, slug, name)
         except Exception as error:
             raise airlock_error(error) from None
         self.send_json(document, status=201)
@@ -111,7 +119,7 @@ class SubmitHandler(AirlockHandler):
 class ImportHandler(AirlockHandler):
     scopes = {"POST": (SCOPE_USE,)}
 
-    def post(self, slug: str) -> None:
+    async def post(self, slug: str) -> None:
         study = self.visible_study(slug)
         body = self.json_body()
         name = self.text_field(body, "name", max_length=200)
@@ -124,7 +132,7 @@ class ImportHandler(AirlockHandler):
         except (binascii.Error, ValueError):
             raise ApiError(400, "content_base64 is not valid base64", field="content_base64") from None
         try:
-            document = self.airlock.submit_import(self.actor, slug, name, data, justification)
+            document = await off_loop(self.airlock.submit_import, self.actor, slug, name, data, justification)
         except Exception as error:
             raise airlock_error(error) from None
         self.send_json(document, status=201)
@@ -134,7 +142,7 @@ class ImportHandler(AirlockHandler):
 class ReviewHandler(AirlockHandler):
     scopes = {"POST": (SCOPE_REVIEW,)}
 
-    def post(self, slug: str) -> None:
+    async def post(self, slug: str) -> None:
         self.visible_study(slug)
         body = self.json_body()
         request_id = whole_number(body.get("request"), "request")
@@ -142,7 +150,7 @@ class ReviewHandler(AirlockHandler):
         decision = self.text_field(body, "decision", required=True, max_length=20)
         comment = self.text_field(body, "comment", required=True)
         try:
-            document = self.airlock.review(self.actor, slug, request_id, file_id, decision, comment)
+            document = await off_loop(self.airlock.review, self.actor, slug, request_id, file_id, decision, comment)
         except Exception as error:
             raise airlock_error(error) from None
         self.send_json(document)
@@ -155,12 +163,12 @@ class FileHandler(AirlockHandler):
 
     scopes = {"GET": (SCOPE_REVIEW,)}
 
-    def get(self, slug: str) -> None:
+    async def get(self, slug: str) -> None:
         self.visible_study(slug)
         request_id, file_id = self.ids_from_query()
         as_image = self.get_argument("as", "attachment") == "image"
         try:
-            data, info = self.airlock.view(self.actor, slug, request_id, file_id, as_image=as_image)
+            data, info = await off_loop(self.airlock.view, self.actor, slug, request_id, file_id, as_image=as_image)
         except Exception as error:
             raise airlock_error(error) from None
         send_file(self, data, info["path"], info["content_type"])
@@ -171,11 +179,11 @@ class DownloadHandler(AirlockHandler):
 
     scopes = {"GET": (SCOPE_USE,)}
 
-    def get(self, slug: str) -> None:
+    async def get(self, slug: str) -> None:
         self.visible_study(slug)
         request_id, file_id = self.ids_from_query()
         try:
-            data, info = self.airlock.download(self.actor, slug, request_id, file_id)
+            data, info = await off_loop(self.airlock.download, self.actor, slug, request_id, file_id)
         except Exception as error:
             raise airlock_error(error) from None
         send_file(self, data, info["path"])

@@ -14,7 +14,7 @@ from ..service.authz import SCOPE_REVIEW, SCOPE_USE
 from ..service.base import ApiError
 from ..service.pages import PageHandler
 from . import notify
-from .handlers import SLUG, airlock_error, send_file
+from .handlers import SLUG, airlock_error, off_loop, send_file
 from .operations import AirlockOperations
 from .review import AirlockRefused
 
@@ -60,10 +60,10 @@ class StudyAirlockPage(AirlockPage):
 class SubmitPage(AirlockPage):
     scopes = {"POST": (SCOPE_USE,)}
 
-    def post(self, slug: str) -> None:
+    async def post(self, slug: str) -> None:
         study = self.visible_study(slug)
         try:
-            document = self.airlock.submit_output(self.actor, slug, self.get_argument("outbox", ""))
+            document = await off_loop(self.airlock.submit_output, self.actor, slug, self.get_argument("outbox", ""))
         except Exception as error:
             self.back(f"studies/{slug}/airlock", error)
             return
@@ -74,7 +74,7 @@ class SubmitPage(AirlockPage):
 class ImportPage(AirlockPage):
     scopes = {"POST": (SCOPE_USE,)}
 
-    def post(self, slug: str) -> None:
+    async def post(self, slug: str) -> None:
         study = self.visible_study(slug)
         uploads = self.request.files.get("file") or []
         if len(uploads) != 1:
@@ -82,8 +82,8 @@ class ImportPage(AirlockPage):
             return
         upload = uploads[0]
         try:
-            document = self.airlock.submit_import(self.actor, slug, upload["filename"], upload["body"],
-                                                  self.get_argument("justification", ""))
+            document = await off_loop(self.airlock.submit_import, self.actor, slug, upload["filename"],
+                                      upload["body"], self.get_argument("justification", ""))
         except Exception as error:
             self.back(f"studies/{slug}/airlock", error)
             return
@@ -115,11 +115,11 @@ class RequestPage(AirlockPage):
 class ReviewPage(AirlockPage):
     scopes = {"POST": (SCOPE_REVIEW,)}
 
-    def post(self, request_id: str, file_id: str) -> None:
+    async def post(self, request_id: str, file_id: str) -> None:
         document = self.request_of(request_id)
         try:
-            reviewed = self.airlock.review(self.actor, document["study"], int(request_id), int(file_id),
-                                           self.get_argument("decision", ""), self.get_argument("comment", ""))
+            reviewed = await off_loop(self.airlock.review, self.actor, document["study"], int(request_id),
+                                      int(file_id), self.get_argument("decision", ""), self.get_argument("comment", ""))
         except Exception as error:
             self.back(f"airlock/requests/{request_id}", error)
             return
@@ -133,11 +133,11 @@ class FilePage(AirlockPage):
 
     scopes = {"GET": (SCOPE_REVIEW,)}
 
-    def get(self, request_id: str, file_id: str, how: str) -> None:
+    async def get(self, request_id: str, file_id: str, how: str) -> None:
         document = self.request_of(request_id)
         try:
-            data, info = self.airlock.view(self.actor, document["study"], int(request_id), int(file_id),
-                                           as_image=how == "image")
+            data, info = await off_loop(self.airlock.view, self.actor, document["study"], int(request_id),
+                                        int(file_id), as_image=how == "image")
         except Exception as error:
             raise airlock_error(error) from None
         send_file(self, data, info["path"], info["content_type"])
@@ -146,10 +146,11 @@ class FilePage(AirlockPage):
 class DownloadPage(AirlockPage):
     scopes = {"GET": (SCOPE_USE,)}
 
-    def get(self, request_id: str, file_id: str) -> None:
+    async def get(self, request_id: str, file_id: str) -> None:
         document = self.request_of(request_id)
         try:
-            data, info = self.airlock.download(self.actor, document["study"], int(request_id), int(file_id))
+            data, info = await off_loop(self.airlock.download, self.actor, document["study"], int(request_id),
+                                        int(file_id))
         except Exception as error:
             raise airlock_error(error) from None
         send_file(self, data, info["path"])

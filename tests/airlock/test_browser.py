@@ -235,3 +235,41 @@ def test_an_acro_output_leaves_through_the_panel_once(bubble_hub, chromium, alic
     actions = [(e.action, e.actor) for e in hub.context.audit.entries(study="alpha", action="airlock.*")]
     assert ("airlock.submitted", ALICE) in actions and ("airlock.downloaded", ALICE) in actions
     assert actions.count(("airlock.reviewed", SAM)) == 2 and ("airlock.refused", ALICE) in actions
+
+
+def test_an_import_reaches_the_bubble_only_after_review(bubble_hub, chromium, alice_in_lab, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.hubfixture import ALICE, SAM, run_in_kernel
+
+    hub = bubble_hub
+    alice, _, _ = alice_in_lab
+    script = tmp_path / "helper.py"
+    script.write_text("def rate(events, persons):\n    return events / persons\n")
+    alice.open("studies/alpha/airlock")
+    alice.page.set_input_files('#import-form input[type="file"]', str(script))
+    alice.page.fill('#import-form input[name="justification"]', "a shared helper for the rates")
+    alice.page.click("#import-form button")
+    alice.page.wait_for_url(re.compile(r".*/airlock/requests/\d+$"))
+    request_id = int(alice.page.url.rsplit("/", 1)[1])
+    shot(alice, "11-import-uploaded")
+    delivered = f"/home/jovyan/shared/imports/{request_id}-helper.py"
+    read = (f"import os\nprint(os.path.exists({delivered!r}))\n"
+            f"print(open({delivered!r}).read() if os.path.exists({delivered!r}) else '')\n"
+            f"try:\n    open({delivered!r}, 'a')\nexcept OSError as error:\n    print(type(error).__name__)\n")
+
+    def in_bubble() -> dict:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(run_in_kernel, hub, ALICE, "alpha", read, token=hub.user_token(ALICE)).result()
+
+    assert in_bubble()["stdout"].startswith("False")  # not before a steward approves it
+    sam = Person(chromium, hub, SAM, hub.password)
+    sam.open(f"airlock/requests/{request_id}")
+    section = sam.page.locator('.airlock-file[data-path="helper.py"]')
+    section.locator('input[name="comment"]').fill("Plain arithmetic, no data.")
+    section.locator('button[value="approve"]').click()
+    sam.page.wait_for_url(re.compile(rf".*/airlock/requests/{request_id}$"))
+    assert f"shared/imports/{request_id}-helper.py" in sam.page.locator(".delivered").inner_text()
+    shot(sam, "12-import-approved")
+    output = in_bubble()["stdout"]
+    assert output.startswith("True") and "return events / persons" in output and "PermissionError" in output
