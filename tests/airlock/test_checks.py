@@ -160,8 +160,11 @@ def test_unknown_formats_and_unreadable_files(tmp_path):
 
 def test_a_zip_bomb_workbook_is_refused_before_it_is_expanded(tmp_path):
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("xl/worksheets/sheet1.xml", b"0" * (256 << 20))
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as member:
+            zeros = b"0" * (1 << 20)
+            for _ in range(256):
+                member.write(zeros)
     report = check({"bomb.xlsx": buffer.getvalue()}, tmp_path)["bomb.xlsx"]
     assert report["verdict"] == "flagged" and "zip bomb" in report["flags"][0]["message"]
 
