@@ -112,6 +112,27 @@ class AuditVerifyHandler(BaseHandler):
         self.send_json(report.as_dict())
 
 
+def access_review(context, stale_hours: int) -> dict[str, Any]:  # noqa: ANN001 - operations.Context
+    """Who holds which role and when the identity provider last confirmed it (`auth/report.py`)."""
+    from ..auth.report import access_report
+
+    return access_report(context, stale_after=dt.timedelta(hours=stale_hours))
+
+
+class AccessReportHandler(BaseHandler):
+    """The periodic access review, as `bubble-manager access report` prints it. Names and roles only."""
+
+    scopes = {"GET": (SCOPE_ADMIN,)}
+
+    def get(self) -> None:
+        stale_hours = self.query_int("stale_hours", 24, 1, 24 * 366)
+        report = access_review(self.context, stale_hours)
+        self.context.audit.record(actor=self.actor.name, action="access.report_viewed",
+                                  detail={"channel": "api", "people": len(report["people"]),
+                                          "stale": len(report["stale"])})
+        self.send_json(report)
+
+
 class ArchivesHandler(BaseHandler):
     scopes = {"GET": (SCOPE_ADMIN,)}
 
@@ -125,4 +146,5 @@ default_handlers = [
     (r"/api/v1/audit", AuditHandler),
     (r"/api/v1/audit/verify", AuditVerifyHandler),
     (r"/api/v1/archives", ArchivesHandler),
+    (r"/api/v1/access", AccessReportHandler),
 ]

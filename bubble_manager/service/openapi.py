@@ -159,9 +159,11 @@ def build_document(server_prefix: str = "/services/bubble-manager/") -> dict[str
             "put": _op("replace the request of a draft or of a study with changes requested", [SCOPE_USE],
                        body=_body("StudyRequest"))},
         "/studies/{slug}/submit": _action("submit for review", [SCOPE_USE]),
-        "/studies/{slug}/approve": _action("approve the request or the pending amendment", [SCOPE_REVIEW],
-                                           _inline_body({"comment": {"type": "string"}, "include_free_text": {
-                                               "type": "array", "items": {"type": "string"}}}, [])),
+        "/studies/{slug}/approve": _action("approve the request or the pending amendment (comment required)",
+                                           [SCOPE_REVIEW], _inline_body({
+                                               "comment": {"type": "string", "minLength": 1, "maxLength": 5000},
+                                               "include_free_text": {"type": "array", "items": {"type": "string"}}},
+                                               ["comment"])),
         "/studies/{slug}/reject": _action("reject (comment required)", [SCOPE_REVIEW], _body("RequiredComment")),
         "/studies/{slug}/request-changes": _action("send back to the requester (comment required)", [SCOPE_REVIEW],
                                                    _body("RequiredComment")),
@@ -189,6 +191,10 @@ def build_document(server_prefix: str = "/services/bubble-manager/") -> dict[str
                                                                           "maximum": 1000}))])},
         "/audit/verify": {"get": _op("integrity of the audit chain", [SCOPE_ADMIN], ok=None)},
         "/archives": {"get": _op("archives", [SCOPE_ADMIN], ok=None)},
+        "/access": {"get": _op("access review: who holds which role, when the identity provider last confirmed it",
+                               [SCOPE_ADMIN], ok=None, params=[
+                                   {"name": "stale_hours", "in": "query", "required": False,
+                                    "schema": {"type": "integer", "minimum": 1, "maximum": 24 * 366}}])},
         "/notifications": {"get": _op("what concerns me", ANY, ok=None)},
         **airlock_paths(),
         "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OK"}}}},

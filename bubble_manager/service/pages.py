@@ -11,13 +11,12 @@ import datetime as dt
 from typing import Any
 from urllib.parse import quote
 
-
-
 from .. import clock
 from ..studies import State, study_summary
-from .admin_api import BUBBLE_STATUSES, archive_rows, bubble_rows
+from .admin_api import BUBBLE_STATUSES, access_review, archive_rows, bubble_rows
 from .authz import SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE
 from .base import ApiError, BaseHandler, translate_errors
+from .hub_client import HubApiError
 from .notifications import feed_for
 from .review import steward_report
 from .studies_api import notify_in_background
@@ -29,6 +28,7 @@ ACTION_SCOPES = {
     "request-changes": (SCOPE_REVIEW,), "revoke": (SCOPE_REVIEW, SCOPE_ADMIN), "activate": (SCOPE_ADMIN,),
     "extend": (SCOPE_USE, SCOPE_REVIEW), "members": (SCOPE_USE, SCOPE_REVIEW),
 }
+COMMENTED_DECISIONS = ("approve", "reject", "request-changes", "revoke")  # a steward always says why
 
 
 class PageHandler(BaseHandler):
@@ -146,6 +146,12 @@ class StudyActionPage(PageHandler):
         before = self.visible_study(slug)
         comment = self.get_argument("comment", "")
         operations, actor = self.operations, self.actor
+        if action in COMMENTED_DECISIONS and not comment.strip():
+            self.context.audit.record(actor=actor.name, action="access.refused", study=slug, detail={
+                "method": "POST", "path": self.request.path, "rule": "comment-required"})
+            self.go(f"{'review' if self.get_argument('from', '') == 'review' else 'studies'}/{slug}?error="
+                    + quote(f"a comment is required to {action.replace('-', ' ')}"))
+            return
         try:
             if action == "submit":
                 operations.submit(actor, slug)
@@ -210,7 +216,8 @@ class ReviewPage(PageHandler):
             except Exception as error:  # the extract subsystem's messages quote no data values
                 report_error = str(error)
         self.render_page("review.html", study=study, summary=study_summary(study, clock.utcnow()),
-                         involved=study.involved(self.actor.name), report=report, report_error=report_error)
+                         involved=study.involved(self.actor.name), report=report, report_error=report_error,
+                         error=self.get_argument("error", ""))
 
 
 class AdminPage(PageHandler):
@@ -240,7 +247,12 @@ class AdminStopPage(PageHandler):
         reason = self.get_argument("reason", "").strip()
         if not reason:
             raise ApiError(400, "a reason is required to stop a bubble", field="reason")
-        await hub.stop_server(user, slug)
+        try:
+            await hub.stop_server(user, slug)
+        except HubApiError as error:
+            if error.status == 404:
+                raise ApiError(404, f"{user} has no bubble for study {slug}") from None
+            raise
         self.context.audit.record(actor=self.actor.name, action="bubble.stopped_by_admin", study=slug,
                                   detail={"member": user, "reason": reason})
         self.go("admin")
@@ -263,6 +275,18 @@ class ArchivesPage(PageHandler):
         self.render_page("archives.html", archives=archive_rows(self.context))
 
 
+class AccessReviewPage(PageHandler):
+    scopes = {"GET": (SCOPE_ADMIN,)}
+
+    def get(self) -> None:
+        stale_hours = self.query_int("stale_hours", 24, 1, 24 * 366)
+        report = access_review(self.context, stale_hours)
+        self.context.audit.record(actor=self.actor.name, action="access.report_viewed",
+                                  detail={"channel": "panel", "people": len(report["people"]),
+                                          "stale": len(report["stale"])})
+        self.render_page("access.html", report=report, stale_hours=stale_hours)
+
+
 default_handlers = [
     (r"/", HomePage),
     (r"/studies/new", NewStudyPage),
@@ -275,6 +299,7 @@ default_handlers = [
     (rf"/admin/bubbles/(?P<user>[^/]+)/{SLUG}/stop", AdminStopPage),
     (r"/admin/audit", AuditPage),
     (r"/admin/archives", ArchivesPage),
+    (r"/admin/access", AccessReviewPage),
 ]
 
 

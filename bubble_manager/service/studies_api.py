@@ -129,7 +129,7 @@ class ApproveHandler(_ActionHandler):
     scopes = {"POST": (SCOPE_REVIEW,)}
 
     def act(self, slug: str, body: dict[str, Any]) -> Study:
-        comment = self.text_field(body, "comment")
+        comment = self.text_field(body, "comment", required=True)
         include = body.get("include_free_text", [])
         if not isinstance(include, list) or not all(isinstance(c, str) for c in include):
             raise ApiError(400, "include_free_text must be a list of 'table.column' strings", field="include_free_text")

@@ -138,3 +138,13 @@ def test_openapi_document_lists_every_route_with_its_scopes():
                 assert operation is not None, f"{method} {path} missing from the OpenAPI document"
                 if scopes:
                     assert sorted(operation["x-scopes"]) == sorted(scopes), f"{method} {path}"
+
+
+def test_every_steward_decision_needs_a_comment(api, tokens, store_context):
+    slug = prepare(store_context, "submitted")
+    for action in ("approve", "reject", "request-changes"):
+        for body in (None, {}, {"comment": "   "}):
+            status, answer = api.call("POST", f"/studies/{slug}/{action}", tokens["sam"], body)
+            assert status == 400 and answer["field"] == "comment", (action, body, answer)
+    assert api.call("GET", f"/studies/{slug}", tokens["sam"])[1]["state"] == "submitted"
+    assert api.call("POST", f"/studies/{slug}/approve", tokens["sam"], {"comment": "Minimal data."})[0] == 200

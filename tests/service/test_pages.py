@@ -79,3 +79,44 @@ def test_a_signed_in_browser_session_submits_a_form(hub):
                            allow_redirects=False)
     assert created.status_code == 302 and created.headers["Location"].endswith("/studies/cookie-form")
     assert session.get(hub.service_url + "studies/cookie-form", timeout=60).status_code == 200
+
+
+def signed_in(hub, user: str):
+    """A browser-like session signed in to the hub (cookie) and to the panel (OAuth)."""
+    import re
+
+    import requests
+
+    from .servicehub import PASSWORD
+
+    session = requests.Session()
+    login = session.get(f"{hub.url}/hub/login", timeout=30)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', login.text).group(1)
+    session.post(f"{hub.url}/hub/login", data={"username": user, "password": PASSWORD, "_xsrf": xsrf}, timeout=30)
+    return session
+
+
+def test_the_review_page_refuses_a_decision_without_a_comment(hub, api, tokens, store_context):
+    import re
+
+    api.call("POST", "/studies", tokens["carol"], request_document("no-comment"))
+    api.call("POST", "/studies/no-comment/submit", tokens["carol"])
+    session = signed_in(hub, "sam")
+    review = session.get(hub.service_url + "review/no-comment", timeout=120)
+    assert review.status_code == 200 and 'name="comment" rows="3" required' in review.text
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', review.text).group(1)
+    before = store_context.audit.count()
+    for action in ("approve", "reject", "request-changes"):
+        answer = session.post(hub.service_url + f"studies/no-comment/do/{action}", timeout=60, allow_redirects=False,
+                              data={"_xsrf": xsrf, "from": "review", "comment": "  "})
+        assert answer.status_code == 302 and "/review/no-comment?error=" in answer.headers["Location"], action
+    shown = session.get(hub.service_url + answer.headers["Location"].split("/services/bubble-manager/", 1)[1],
+                        timeout=120)
+    assert "a comment is required to request changes" in shown.text and 'id="action-error"' in shown.text
+    assert api.call("GET", "/studies/no-comment", tokens["sam"])[1]["state"] == "submitted"
+    refusals = store_context.audit.entries(since_seq=before, action="access.refused", study="no-comment")
+    assert [e.detail["rule"] for e in refusals] == ["comment-required"] * 3
+    approved = session.post(hub.service_url + "studies/no-comment/do/approve", timeout=60, allow_redirects=False,
+                            data={"_xsrf": xsrf, "from": "review", "comment": "Minimal data."})
+    assert approved.status_code == 302
+    assert api.call("GET", "/studies/no-comment", tokens["sam"])[1]["state"] == "approved"
