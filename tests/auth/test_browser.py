@@ -128,3 +128,75 @@ def test_a_steward_removed_from_the_group_loses_the_review_page(panel_hub: OIDCH
         assert open_panel(fresh, panel_hub.panel_url).status == 200
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("login, role, allowed, refused", [
+    (ALICE, "researcher", ["", "studies/new"], ["review", "admin"]),
+    ("sam@example.org", "steward", ["", "review"], ["studies/new", "admin"]),
+    ("ada@example.org", "admin", ["", "admin", "admin/access"], ["review", "studies/new"]),
+])
+def test_each_role_signs_in_and_lands_with_its_pages(panel_hub: OIDCHub, page, login, role, allowed, refused):
+    sign_in(page, panel_hub, login)
+    open_panel(page, panel_hub.panel_url)
+    assert page.locator("#whoami").inner_text() == f"{login} ({role})"
+    for path in allowed:
+        response = open_panel(page, panel_hub.panel_url + path)
+        assert response.status == 200 and page.url == panel_hub.panel_url + path, (path, page.content()[:300])
+    for path in refused:
+        response = open_panel(page, panel_hub.panel_url + path)
+        assert response.status == 403 and "lacks the permission" in page.content(), path
+    open_panel(page, panel_hub.panel_url)
+
+
+def test_someone_in_no_allowed_group_is_refused(panel_hub: OIDCHub, page):
+    sign_in(page, panel_hub, "nina@example.org")
+    text = page.locator("div.error").inner_text()
+    assert "Sign-in refused" in text and "none of the groups allowed here" in text
+    page.goto(f"{panel_hub.url}/hub/home")
+    page.wait_for_url(re.compile(r".*/hub/login.*"))
+    assert panel_hub.api("GET", "/users/nina@example.org").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def alice_in_lab(panel_hub: OIDCHub, chromium):
+    """Alice signed in, her bubble of study alpha open in JupyterLab (one browser for the tests below)."""
+    context = chromium.new_context()
+    lab = context.new_page()
+    lab.set_default_timeout(120_000)
+    sign_in(lab, panel_hub, ALICE)
+    lab.goto(f"{panel_hub.url}/hub/spawn/{ALICE}/alpha")
+    lab.wait_for_url(re.compile(r".*/user/.+/alpha/lab.*"), timeout=180_000)
+    lab.wait_for_selector(".jp-LauncherCard, #jp-main-dock-panel", timeout=120_000)
+    yield lab
+    context.close()
+
+
+def test_an_admin_cannot_open_a_researchers_bubble(panel_hub: OIDCHub, page, alice_in_lab):
+    lab_url = panel_hub.server_model(ALICE, "alpha")["url"] + "lab"
+    sign_in(page, panel_hub, "ada@example.org")
+    response = page.goto(lab_url)
+    page.wait_for_load_state()
+    assert response.status == 403 and page.url.startswith(f"{panel_hub.url}/hub/api/oauth2/authorize")
+    assert page.locator(".jp-LauncherCard, #jp-main-dock-panel").count() == 0
+    response = page.goto(f"{panel_hub.url}/hub/spawn/{ALICE}/gamma")
+    assert response.status in (403, 404) and panel_hub.server_model(ALICE, "gamma") is None
+    assert alice_in_lab.locator("#jp-main-dock-panel").count() == 1      # positive control: alice's lab is open
+
+
+def test_a_researcher_removed_from_the_group_loses_access_and_the_bubble_stops(panel_hub: OIDCHub, alice_in_lab):
+    """Last in the module: alice is no longer a researcher afterwards."""
+    lab_url = panel_hub.server_model(ALICE, "alpha")["url"] + "lab"
+    panel_hub.provider.set_groups(ALICE, ["hospital-staff"])
+    deadline = time.monotonic() + 60
+    while panel_hub.server_model(ALICE, "alpha") is not None:
+        assert time.monotonic() < deadline, "alice's bubble did not stop within 60 s"
+        time.sleep(0.5)
+    alice_in_lab.goto(lab_url)
+    alice_in_lab.wait_for_load_state()
+    assert alice_in_lab.locator("#jp-main-dock-panel").count() == 0
+    alice_in_lab.goto(f"{panel_hub.url}/hub/home")
+    alice_in_lab.wait_for_url(re.compile(r".*/hub/login.*"))          # her hub session was ended
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    alice_in_lab.screenshot(path=str(ARTIFACTS / "researcher-removed-signed-out.png"))
+    revoked = [d for a, d in audit_actions(panel_hub, ALICE) if a == "auth.access_revoked"]
+    assert revoked and revoked[-1]["servers_stopped"] == ["alpha"] and revoked[-1]["lost"] == ["researchers"]
