@@ -21,6 +21,17 @@ refused() { echo; echo "\$ bubble-manager $*   # expected to be refused"; if "$B
 
 step demo-warehouse --persons "$PERSONS" --seed 7 --out "$HOME_DIR/warehouse/warehouse.duckdb"
 step keys init
+# Two custodians hold the shares of each study's archive key (k=2 of n=2). Each makes an age
+# identity on their own machine and keeps it offline; the demo keeps them in HOME/custodians/.
+mkdir -p -m 700 "$HOME_DIR/custodians"
+for custodian in claire david; do
+  identity="$HOME_DIR/custodians/$custodian.age"
+  echo; echo "\$ bubble-manager keys custodian-new --out $identity"
+  public=$("$BM" keys custodian-new --out "$identity" | sed -n 1p)
+  echo "${public:0:24}... (the public key; the identity stays with $custodian)"
+  echo; echo "\$ bubble-manager keys custodians add $custodian ${public:0:24}... --actor admin"
+  "$BM" keys custodians add "$custodian" "$public" --actor admin
+done
 
 today=$(date -u +%F)
 ends=$(date -u -d "+90 days" +%F)

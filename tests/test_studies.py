@@ -135,6 +135,26 @@ def test_revoke_refused_from_draft_expired_and_without_reason():
     refused("role", active(), CAROL, Revoke("I want out"))
 
 
+def test_each_action_refused_outside_the_states_it_is_allowed_from():
+    draft = created()
+    message = refused("state", draft, SAM, Approve(catalog=CATALOG))
+    assert "it is draft" in message and "only a submitted request" in message
+    refused("state", draft, SAM, Reject("x"))
+    refused("state", draft, SAM, RequestChanges("x"))
+    refused("state", draft, ADMIN, Activate(), now=dt.datetime(2026, 12, 1, tzinfo=UTC))
+    refused("state", approved(), CAROL, Submit(CATALOG))
+    refused("state", approved(), SAM, Approve(catalog=CATALOG))
+    refused("state", active(), SYSTEM, Archive())
+    refused("state", active(), ADMIN, Activate(), now=dt.datetime(2026, 12, 2, tzinfo=UTC))
+    refused("state", submitted(), SYSTEM, Expire(), now=dt.datetime(2027, 6, 1, tzinfo=UTC))
+    end = dt.datetime(2027, 6, 1, tzinfo=UTC)
+    expired = run(active(), SYSTEM, Expire(), now=end).study
+    refused("state", expired, SYSTEM, Purge(), now=end + dt.timedelta(days=5000))
+    refused("state", expired, CAROL, ProposeExtension(dt.date(2027, 8, 1)), now=end)
+    refused("role", expired, CAROL, Archive(), now=end)
+    refused("state", created(), SAM, SetRetention(10, "nothing to keep"))
+
+
 # --- separation of duties ---
 
 def test_self_approval_refused():

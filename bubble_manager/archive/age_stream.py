@@ -137,7 +137,8 @@ class AgeWriter(io.BufferedIOBase):
 
     def flush(self) -> None:
         """Flush ``dst``; a partly filled chunk stays buffered until it fills or closes."""
-        if not self.closed and hasattr(self._dst, "flush"):
+        # io.IOBase.close() flushes too, also when abort() runs after the caller closed ``dst``.
+        if not self.closed and hasattr(self._dst, "flush") and not getattr(self._dst, "closed", False):
             self._dst.flush()
 
     def close(self) -> None:
