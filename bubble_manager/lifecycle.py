@@ -13,6 +13,8 @@ the hub, extracts and archives on disk) and acts:
 - purge after the retention period (crypto-shredding and a signed deletion certificate);
 - opt-outs: when the warehouse's opt-out register changes, every active extract that holds an
   opted-out person is rebuilt (pseudonyms kept) and its running bubbles restarted on it;
+- running bubbles the spawner's gate would now refuse are stopped: a member removed by an
+  approved amendment, a study no longer active (and not closing) or unknown;
 - idle bubbles are stopped after `idle_timeout_seconds` (jupyterhub-idle-culler's rule).
 
 The tick loads only what is due, through indexed queries on study states and dates, never every

@@ -154,3 +154,34 @@ def idle_servers(servers: list[dict[str, Any]], now: dt.datetime, timeout_second
         if default_cull_arbiter(inactive=inactive, inactive_limit=timeout_seconds, server=server):
             idle.append(IdleServer(server["user"], server["study"], int(inactive.total_seconds())))
     return idle
+
+
+# --- servers nobody may run anymore ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StrayServer:
+    user: str
+    study: str
+    rule: str          # "unknown-study", "not-active" or "not-member"
+    state: str | None
+
+
+def stray_servers(servers: list[dict[str, Any]], studies: dict[str, tuple[str, frozenset[str]]]) -> list[StrayServer]:
+    """The servers the spawner's gate would refuse now: the study (state, members) is unknown, not
+    active, or does not count the user as a member (e.g. removed by an approved amendment).
+    Pending servers are left for the next tick (a stop cannot interrupt a spawn). Pure."""
+    stray = []
+    for server in servers:
+        if server.get("pending"):
+            continue
+        state, members = studies.get(server["study"], (None, frozenset()))
+        if state is None:
+            rule = "unknown-study"
+        elif state != "active":
+            rule = "not-active"
+        elif server["user"] not in members:
+            rule = "not-member"
+        else:
+            continue
+        stray.append(StrayServer(server["user"], server["study"], rule, state))
+    return stray

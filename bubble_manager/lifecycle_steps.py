@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from . import clock
 from .lifecycle import (CLOSURE_STEPS, ClosureView, Reconciler, TickReport, WarningDue, find_due,
                         next_closure_step)
-from .lifecycle_hub import HubPort, HubUnavailable, idle_servers
+from .lifecycle_hub import HubPort, HubUnavailable, StrayServer, idle_servers, stray_servers
 from .lifecycle_store import (CANCELLED, DONE, FAILED, INTERRUPTED, LifecycleClosureRow, LifecycleStepRow,
                               LifecycleWarningRow, acquire_lock, begin_step, finish_step, last_outcome,
                               mark_interrupted, new_holder, release_lock, renew_lock)
@@ -94,7 +94,7 @@ def run_tick(context, settings: Reconciler, hub: HubPort | None, *, dry_run: boo
     if dry_run:
         with context.store.transaction() as session:
             report.planned = find_due(session, now, settings).as_actions()
-        report.planned += runner.planned_optouts() + runner.planned_idle()
+        report.planned += runner.planned_optouts() + runner.planned_servers()
         report.seconds = time.perf_counter() - started
         return report
     status = acquire_lock(context.store, holder, settings.lock_ttl_seconds)
@@ -153,6 +153,7 @@ class TickRunner:
         self.guard: LockGuard | None = None
         self._servers: list[dict[str, Any]] | None = None
         self._notifier = None
+        self.hub_failure: HubUnavailable | None = None   # the hub failed a step of this tick
 
     # --- plumbing ---
 
@@ -181,6 +182,8 @@ class TickRunner:
     def _failed(self, step_id: int, study: str | None, step: str, error: Exception) -> None:
         message = f"{type(error).__name__}: {error}"[:500]
         alert = not isinstance(error, StepPending)
+        if isinstance(error, HubUnavailable):
+            self.hub_failure = error
         with self.context.store.transaction() as session:
             first = last_outcome(session, study, step) != FAILED
             finish_step(session, step_id, FAILED, {"error": message})
@@ -260,7 +263,7 @@ class TickRunner:
         for slug in due.purge + due.purge_resume:
             self.purge(slug)
         self.optouts()
-        self.stop_idle(closing=set(due.closing()))
+        self.check_servers(closing=set(due.closing()))
 
     # --- activation ---
 
@@ -402,14 +405,42 @@ class TickRunner:
 
         return [{"study": None, "action": "apply-opt-outs"}] if optouts_pending(self.context) else []
 
-    def stop_idle(self, closing: set[str]) -> None:
-        if not self.settings.idle_timeout_seconds or self.hub is None:
-            return
+    def check_servers(self, closing: set[str]) -> None:
+        """Stop the servers the gate would refuse now, then the idle ones (one listing of the hub's
+        servers for both; servers of closing studies are left to their closing path)."""
+        if self.hub is None or self.hub_failure is not None:
+            return  # no hub, or its failure is already journaled (and alerted) by a step of this tick
         try:
-            servers = self.servers()
+            self.stop_stray(self.servers(), closing)
+            if self.settings.idle_timeout_seconds:
+                self.stop_idle(self.servers(), closing)   # listed again if a stray server was stopped
         except HubUnavailable as error:
-            self.record_failure(None, "idle-stop", error)
-            return
+            self.record_failure(None, "list-servers", error)
+
+    def stray(self, servers: list[dict[str, Any]]) -> list[StrayServer]:
+        slugs = {server["study"] for server in servers}
+        with self.context.store.transaction() as session:
+            rows = session.execute(select(StudyRow.slug, StudyRow.state).where(StudyRow.slug.in_(slugs))).all()
+            members = {slug: frozenset(load_study(session, slug).members) for slug, state in rows
+                       if state == State.active.value}
+        studies = {slug: (state, members.get(slug, frozenset())) for slug, state in rows}
+        return stray_servers(servers, studies)
+
+    def stop_stray(self, servers: list[dict[str, Any]], closing: set[str]) -> None:
+        for stray in self.stray(servers):
+            if stray.study in closing:
+                continue
+
+            def action(stray=stray) -> StepOutcome:
+                self.hub.stop_server(stray.user, stray.study)
+                self._servers = None
+                return StepOutcome({"user": stray.user, "server": stray.study, "rule": stray.rule,
+                                    "state": stray.state})
+
+            # an unknown name is no study of the store: journaled and audited without one
+            self.run_step(None if stray.rule == "unknown-study" else stray.study, "stop-stray", action)
+
+    def stop_idle(self, servers: list[dict[str, Any]], closing: set[str]) -> None:
         for idle in idle_servers(servers, clock.utcnow(), self.settings.idle_timeout_seconds):
             if idle.study in closing:
                 continue
@@ -422,12 +453,16 @@ class TickRunner:
 
             self.run_step(idle.study, "idle-stop", action)
 
-    def planned_idle(self) -> list[dict[str, Any]]:
-        if not self.settings.idle_timeout_seconds or self.hub is None:
+    def planned_servers(self) -> list[dict[str, Any]]:
+        if self.hub is None:
             return []
         try:
             servers = self.servers()
         except HubUnavailable:
-            return [{"study": None, "action": "idle-check", "note": "hub API unavailable"}]
-        return [{"study": i.study, "action": "stop-idle", "user": i.user, "idle_minutes": i.idle_seconds // 60}
-                for i in idle_servers(servers, clock.utcnow(), self.settings.idle_timeout_seconds)]
+            return [{"study": None, "action": "check-servers", "note": "hub API unavailable"}]
+        planned = [{"study": s.study, "action": "stop-stray", "user": s.user, "rule": s.rule}
+                   for s in self.stray(servers)]
+        if self.settings.idle_timeout_seconds:
+            planned += [{"study": i.study, "action": "stop-idle", "user": i.user, "idle_minutes": i.idle_seconds // 60}
+                        for i in idle_servers(servers, clock.utcnow(), self.settings.idle_timeout_seconds)]
+        return planned

@@ -19,7 +19,7 @@ from bubble_manager.runtime.spec import StudyPaths
 from bubble_manager.store import ArchiveRow
 from bubble_manager.studies import Actor, State
 
-from .conftest import END, SAM, START, TOM, approved_study, at, audit, steps_of, tick
+from .conftest import CAROL, END, SAM, START, TOM, approved_study, at, audit, steps_of, tick
 
 ACTIONS_OF_A_LIFE = ["lifecycle.activate", "study.expiry_warning", "lifecycle.closure-started",
                      "lifecycle.stop-servers", "lifecycle.expire", "lifecycle.lock-workspaces", "lifecycle.snapshot",
@@ -195,6 +195,31 @@ def test_idle_bubbles_are_stopped_and_busy_ones_kept(ctx, hub, frozen_clock):
     assert report.steps[0]["detail"] == {"user": "alice", "idle_minutes": 300, "limit_minutes": 240}
     assert [u for u, _ in (("bob", 0),)] == [s["user"] for s in hub.running]
     assert tick(ctx, hub, idle_timeout_seconds=0).steps == []
+
+
+def test_bubbles_the_gate_would_now_refuse_are_stopped(ctx, hub, frozen_clock):
+    frozen_clock.set(at(START))
+    approved_study(ctx, "team")
+    tick(ctx, hub)
+    hub.run("alice", "team")
+    hub.run("bob", "team")
+    hub.run("alice", "no-such-study")
+    report = tick(ctx, hub)
+    assert steps_of(report, DONE) == [(None, "stop-stray")] and hub.stopped == [("alice", "no-such-study")]
+    assert report.steps[0]["detail"] == {"user": "alice", "server": "no-such-study", "rule": "unknown-study",
+                                         "state": None}
+    operations = StudyOperations(ctx)
+    operations.change_members(CAROL, "team", remove=("bob",))
+    assert tick(ctx, hub).steps == []                                    # proposed, not approved: bob is a member
+    operations.approve(TOM, "team", "bob left the project")
+    assert {"study": "team", "action": "stop-stray", "user": "bob", "rule": "not-member"} in tick(
+        ctx, hub, dry_run=True).planned
+    report = tick(ctx, hub)
+    assert steps_of(report, DONE) == [("team", "stop-stray")] and hub.stopped[-1] == ("bob", "team")
+    assert [s["user"] for s in hub.running] == ["alice"]
+    assert audit(ctx, "team", "lifecycle.stop-stray") == [
+        ("lifecycle.stop-stray", {"user": "bob", "server": "team", "rule": "not-member", "state": "active"})]
+    assert tick(ctx, hub).steps == []
 
 
 def test_warnings_and_activation_are_emailed_to_members_and_approving_stewards(home, hub, frozen_clock):

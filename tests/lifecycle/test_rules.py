@@ -10,7 +10,7 @@ from traitlets.config import Config
 
 from bubble_manager import clock
 from bubble_manager.lifecycle import CLOSURE_STEPS, ClosureView, Reconciler, next_closure_step, warning_due
-from bubble_manager.lifecycle_hub import idle_servers
+from bubble_manager.lifecycle_hub import StrayServer, idle_servers, stray_servers
 from bubble_manager.studies import State
 
 UTC = dt.timezone.utc
@@ -85,3 +85,17 @@ def test_idle_servers_follow_the_culler_rule():
                server(now - dt.timedelta(hours=6), ready=False)]
     idle = idle_servers(servers, now, 4 * 3600)
     assert [(i.user, i.idle_seconds) for i in idle] == [("alice", 5 * 3600), ("alice", 10 * 3600)]
+
+
+def test_stray_servers_are_those_the_gate_would_refuse_now():
+    def running(user: str, study: str, pending: str | None = None) -> dict:
+        return {"user": user, "study": study, "pending": pending, "ready": pending is None}
+
+    studies = {"live": ("active", frozenset({"alice", "bob"})), "over": ("archived", frozenset()),
+               "later": ("approved", frozenset())}
+    servers = [running("alice", "live"), running("carol", "live"), running("bob", "over"), running("bob", "later"),
+               running("alice", "gone"), running("dave", "live", pending="spawn")]
+    assert stray_servers(servers, studies) == [StrayServer("carol", "live", "not-member", "active"),
+                                               StrayServer("bob", "over", "not-active", "archived"),
+                                               StrayServer("bob", "later", "not-active", "approved"),
+                                               StrayServer("alice", "gone", "unknown-study", None)]
