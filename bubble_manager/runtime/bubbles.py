@@ -118,7 +118,8 @@ def prepare_bubble(context: Context, local: LocalBubbles, member: str, server_na
     plan = {
         "name": name, "argv": argv, "env": env, "uid": ids.uid, "gid": ids.gid, "umask": 0o007,
         "cgroup": cgroup_plan(local, name, spec), "require_limits": local.require_limits,
-        "expires_at": spec.expires_at.isoformat(), "stop_grace_seconds": local.stop_grace_seconds,
+        "expires_at": spec.expires_at.isoformat(), "study_expires_at": spec.expires_at.isoformat(),
+        "stop_grace_seconds": local.stop_grace_seconds,
         "state_file": str(run.state), "log_file": str(run.log),
         "audit": {"home": str(settings.home_path.resolve()), "db_url": settings.db_url,
                   "audit_sink": settings.audit_sink, "audit_checkpoint_path": str(Path(settings.audit_checkpoint_path).resolve()),

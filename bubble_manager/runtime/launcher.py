@@ -8,7 +8,9 @@ the bubble's unprivileged uid inside that cgroup, reports one JSON status line o
 output, and then supervises:
 
 - at the study's end it stops the bubble (SIGTERM, then SIGKILL after the grace period) even if
-  the hub is down, and audits `bubble.expired`;
+  the hub is down, and audits `bubble.expired`; only if the store then shows that an approved
+  extension moved the active study's end (and the user is still a member) does it keep the
+  bubble running until the new end (`bubble.extended`); a store it cannot read stops the bubble;
 - on SIGTERM (the spawner's stop) it stops the bubble the same way;
 - when the bubble exits by itself it audits `bubble.exited`;
 - it always removes the cgroup and records the outcome in its state file.
@@ -120,6 +122,8 @@ class Launch:
         self.plan = plan
         self.state_path = Path(plan["state_file"])
         self.expires_at = dt.datetime.fromisoformat(plan["expires_at"])
+        # the study's end when the bubble started: a later end in the store is an extension
+        self.study_end = dt.datetime.fromisoformat(plan.get("study_expires_at") or plan["expires_at"])
         self.grace = float(plan.get("stop_grace_seconds", 5.0))
         self.cgroup: cgroups.BubbleCgroup | None = None
         self.limits_text = "none"
@@ -176,12 +180,47 @@ class Launch:
                 return "exited", code
             left = (self.expires_at - clock.utcnow()).total_seconds()
             if left <= 0:
+                if self.extend(log):
+                    continue
                 _log(log, "the study's end time is reached: stopping the bubble")
                 return "expired", self.stop(log)
             info = signal.sigtimedwait(WATCHED_SIGNALS, min(left, LONGEST_WAIT))
             if info is not None and info.si_signo != signal.SIGCHLD:
                 _log(log, f"stop requested (signal {signal.Signals(info.si_signo).name})")
                 return "stopped", self.stop(log)
+
+    def extend(self, log) -> bool:  # noqa: ANN001
+        """At the deadline: True (and a new deadline) when an extension of the study was approved
+        since the bubble started. Anything else, a store that cannot be read included, ends it."""
+        audit = self.plan.get("audit")
+        if not audit:
+            return False
+        try:
+            from ..store import load_study
+            from ..studies import State
+
+            context = _open_context(audit)
+            try:
+                with context.store.transaction() as session:
+                    study = load_study(session, audit["study"])
+                now = clock.utcnow()
+                if (study is None or study.state is not State.active or audit["member"] not in study.members
+                        or study.expires_at <= max(self.study_end, now)):
+                    return False
+                context.audit.record(actor="bubble-manager", action="bubble.extended", study=study.slug,
+                                     detail={"member": audit["member"], "uid": self.plan["uid"], "by": "launcher",
+                                             "from": self.study_end.isoformat(),
+                                             "expires_at": study.expires_at.isoformat()})
+            finally:
+                context.close()
+        except Exception as error:
+            _log(log, f"WARNING: could not look for an extension of the study ({error!r}): the deadline stands")
+            return False
+        _log(log, f"the study was extended: the bubble now stops at {study.expires_at.isoformat()}")
+        self.study_end = self.expires_at = study.expires_at
+        self.state["expires_at"] = study.expires_at.isoformat()
+        write_state(self.state_path, self.state)
+        return True
 
     def stop(self, log) -> int:  # noqa: ANN001
         """SIGTERM every process of the bubble but bwrap itself, then SIGKILL what is left."""
@@ -221,12 +260,7 @@ class Launch:
         if not audit or reason == "stopped":
             return
         try:
-            from ..config import BubbleManager
-            from ..operations import Context
-
-            settings = BubbleManager(home=audit["home"], db_url=audit["db_url"], audit_sink=audit["audit_sink"],
-                                     audit_checkpoint_path=audit["audit_checkpoint_path"])
-            context = Context.open(settings, migrate=False)
+            context = _open_context(audit)
             try:
                 action = "bubble.expired" if reason == "expired" else "bubble.exited"
                 context.audit.record(actor="bubble-manager", action=action, study=audit["study"],
@@ -236,6 +270,16 @@ class Launch:
                 context.close()
         except Exception as error:  # the bubble is already down; the audit failure is logged for the admins
             _log(log, f"WARNING: could not audit the bubble's end: {error!r}")
+
+
+def _open_context(audit: dict[str, Any]):  # noqa: ANN202 - operations.Context
+    """The store and audit log, opened only when needed (the imports are heavy for a start)."""
+    from ..config import BubbleManager
+    from ..operations import Context
+
+    settings = BubbleManager(home=audit["home"], db_url=audit["db_url"], audit_sink=audit["audit_sink"],
+                             audit_checkpoint_path=audit["audit_checkpoint_path"])
+    return Context.open(settings, migrate=False)
 
 
 def run_foreground(plan: dict[str, Any]) -> int:

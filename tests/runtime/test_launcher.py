@@ -63,6 +63,41 @@ def test_the_launcher_stops_the_bubble_at_the_study_s_end(hub_home: HubFixture):
     assert expired and expired[-1].detail["member"] == ALICE and expired[-1].detail["by"] == "launcher"
 
 
+def test_an_extension_approved_since_the_start_moves_the_launcher_s_deadline(hub_home: HubFixture):
+    # The bubble started when its study was to end in 2 s; the store now says the study ends months
+    # later, as it does after an approved extension: the bubble keeps running, and says why.
+    soon = clock.utcnow() + dt.timedelta(seconds=2)
+    local, prepared = prepare(hub_home, ALICE, ("sleep", "600"), expires_at=soon.isoformat(),
+                              study_expires_at=soon.isoformat())
+    process, status = bubbles.start_launcher(local, prepared)
+    assert status["status"] == "running", status
+    try:
+        assert wait_until(lambda: "the study was extended" in prepared.run.log.read_text(), timeout=30)
+        time.sleep(0.5)
+        assert process.poll() is None and sandbox_pids(status), "the bubble still runs after the old end"
+        new_end = prepared.spec.expires_at.isoformat()
+        assert read_state(prepared.run.state)["expires_at"] == new_end
+        extended = hub_home.context.audit.entries(action="bubble.extended", study="alpha")
+        assert extended and extended[-1].detail == {"member": ALICE, "uid": prepared.ids.uid, "by": "launcher",
+                                                    "from": soon.isoformat(), "expires_at": new_end}
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert read_state(prepared.run.state)["reason"] == "stopped"
+
+
+def test_a_store_the_launcher_cannot_read_at_the_deadline_ends_the_bubble(hub_home: HubFixture, tmp_path: Path):
+    soon = clock.utcnow() + dt.timedelta(seconds=2)
+    local, prepared = prepare(hub_home, ALICE, ("sleep", "600"), expires_at=soon.isoformat(),
+                              study_expires_at=soon.isoformat())
+    prepared.plan["audit"] = {**prepared.plan["audit"], "db_url": f"sqlite:///{tmp_path / 'missing' / 'store.db'}"}
+    process, status = bubbles.start_launcher(local, prepared)
+    assert status["status"] == "running", status
+    assert process.wait(timeout=30) == 0
+    assert read_state(prepared.run.state)["reason"] == "expired"
+    assert "could not look for an extension" in prepared.run.log.read_text()
+
+
 def test_sigterm_stops_the_bubble_gracefully(hub_home: HubFixture):
     goodbye = StudyPaths(hub_home.home, "alpha").workspace(BOB) / "goodbye"
     goodbye.unlink(missing_ok=True)
