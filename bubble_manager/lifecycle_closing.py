@@ -28,7 +28,7 @@ from .archive.manifest import SignedDocumentError
 from .archive.snapshot import adopt_orphans, archive_dir, remove_leftovers, snapshot, verify_envelope
 from .lifecycle_hub import stop_and_wait
 from .lifecycle_store import LifecycleClosureRow
-from .runtime.site_hooks import collect_workspaces
+from .runtime.site_hooks import collect_workspaces, remove_volumes
 from .runtime.spec import StudyPaths
 from .store import ArchiveRow, ExtractRow
 from .studies import SYSTEM
@@ -170,7 +170,8 @@ def destroy_key(runner: "TickRunner", slug: str, row: LifecycleClosureRow) -> "S
 
 
 def remove_live_data(runner: "TickRunner", slug: str, row: LifecycleClosureRow) -> "StepOutcome":
-    """Remove the extract, vault, workspaces and shared folder, once the final snapshot verifies."""
+    """Remove the extract, vault, workspaces and shared folder (and on Kubernetes the study's claims),
+    once the final snapshot verifies."""
     context = runner.context
     paths = StudyPaths(context.home, slug)
     if row.verified_at is None:
@@ -184,6 +185,8 @@ def remove_live_data(runner: "TickRunner", slug: str, row: LifecycleClosureRow) 
             closure.verified_at = None
         raise LiveDataAppeared(f"study {slug} had no live data at its snapshot but {paths.root} exists now; it is "
                                "kept and snapshotted on the next tick")
+    # Kubernetes sites: the study's claims too (first: a failure leaves everything for the next tick)
+    volumes = remove_volumes(context, slug, archived=bool(row.snapshot_number), actor=SYSTEM.name)
     vault = shred_file(paths.vault) if paths.vault.exists() else False
     removed = paths.root.exists()
     if removed:
@@ -193,9 +196,11 @@ def remove_live_data(runner: "TickRunner", slug: str, row: LifecycleClosureRow) 
         extracts = session.execute(update(ExtractRow).where(ExtractRow.slug == slug, ExtractRow.state == "current")
                                    .values(state="removed")).rowcount
     now = clock.utcnow()
-    return _outcome({"study_folder": removed, "vault_shredded": vault, "extracts": extracts,
-                     "archive": row.snapshot_number or None},
-                    runner.set_closure(slug, live_removed_at=now, finished_at=now))
+    detail = {"study_folder": removed, "vault_shredded": vault, "extracts": extracts,
+              "archive": row.snapshot_number or None}
+    if volumes is not None:
+        detail.update(claims_removed=len(volumes.removed), claims_kept=len(volumes.kept))
+    return _outcome(detail, runner.set_closure(slug, live_removed_at=now, finished_at=now))
 
 
 CLOSURE_ACTIONS: dict[str, Callable[["TickRunner", str, LifecycleClosureRow], "StepOutcome"]] = {

@@ -1,10 +1,11 @@
 """Hooks the extract and lifecycle code call at the points where a Kubernetes site must move data.
 
 On a Kubernetes site (`c.KubeStudyJobs.enabled`) a built extract must be copied into its volume
-before bubbles may use it, and workspaces must be collected from their volumes before a snapshot.
-On a local site both are nothing. The Kubernetes client is an optional extra: without it, the site
-cannot run Kubernetes bubbles, so there is nothing to move. Call these from a worker thread: they
-wait for Jobs that talk to the bubble-manager service itself.
+before bubbles may use it, workspaces must be collected from their volumes before a snapshot, and
+a closed study's volumes deleted once its final archive verified. On a local site all three are
+nothing (the study folder on the hub is all there is). The Kubernetes client is an optional extra:
+without it, the site cannot run Kubernetes bubbles, so there is nothing to move. Call these from a
+worker thread: they wait for Jobs that talk to the bubble-manager service itself, or for the API.
 """
 
 from __future__ import annotations
@@ -26,3 +27,11 @@ def collect_workspaces(context: Any, slug: str, *, actor: str) -> Any:
     except ImportError:
         return None
     return collect_on_kubernetes(context, slug, actor=actor)
+
+
+def remove_volumes(context: Any, slug: str, *, archived: bool, actor: str) -> Any:
+    try:
+        from .kube_volumes import remove_volumes as remove_on_kubernetes
+    except ImportError:
+        return None
+    return remove_on_kubernetes(context, slug, archived=archived, actor=actor)

@@ -170,9 +170,20 @@ def matches(manifest: dict, selector: str | None) -> bool:
     return all(labels.get(k) == v for k, v in (part.split("=", 1) for part in selector.split(",")))
 
 
+class FakeApiClient:
+    """What an adapter that made its own clients closes when done; `closed` counts the closes."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
 class CoreV1:
     def __init__(self, cluster: FakeCluster):
         self.cluster = cluster
+        self.api_client = FakeApiClient()
 
     async def create_namespaced_pod(self, namespace, body, **_):  # noqa: ANN001
         if self.cluster.pod_behaviour == "refuse":
@@ -212,6 +223,16 @@ class CoreV1:
 
     async def read_namespaced_persistent_volume_claim(self, name, namespace, **_):  # noqa: ANN001
         return as_model(self.cluster.read("pvc", namespace, name), "V1PersistentVolumeClaim")
+
+    async def list_namespaced_persistent_volume_claim(self, namespace, label_selector=None, **_):  # noqa: ANN001
+        self.cluster.calls.append(("list", "pvc", label_selector or ""))
+        items = [m for (k, ns, _), m in self.cluster.objects.items() if k == "pvc" and ns == namespace
+                 and matches(m, label_selector)]
+        return as_model({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "items": items, "metadata": {}},
+                        "V1PersistentVolumeClaimList")
+
+    async def delete_namespaced_persistent_volume_claim(self, name, namespace, **_):  # noqa: ANN001
+        return self.cluster.delete("pvc", namespace, name)
 
     async def patch_namespaced_persistent_volume_claim(self, name, namespace, body, **_):  # noqa: ANN001
         return self.cluster.patch("pvc", namespace, name, body)

@@ -313,10 +313,12 @@ CALL_TO_RBAC = {  # the fake API's (verb, kind) -> (API group, resource, RBAC ve
     ("create", "job"): ("batch", "jobs", "create"), ("delete", "job"): ("batch", "jobs", "delete"),
     ("read", "job"): ("batch", "jobs/status", "get"),  # read_namespaced_job_status
     ("read", "pvc"): ("", "persistentvolumeclaims", "get"),  # which workspace claims a collect mounts
+    ("list", "pvc"): ("", "persistentvolumeclaims", "list"),  # a closed study's claims, by label
+    ("delete", "pvc"): ("", "persistentvolumeclaims", "delete"),  # ... deleted once its archive is verified
 }
 
 
-async def test_the_service_role_of_the_chart_grants_exactly_what_fills_and_collects_call(study_home, cluster, options):
+async def test_the_service_role_grants_exactly_what_fills_collects_and_closings_call(study_home, cluster, options):
     from .chart import find, rendered
 
     await fill(study_home, cluster)  # a fill that succeeds
@@ -343,6 +345,14 @@ async def test_the_service_role_of_the_chart_grants_exactly_what_fills_and_colle
     collected = await kube_snapshot.collect_study_workspaces(  # its Job's calls are the fill's; it reads claims
         study_home.context, SLUG, apis=apis(cluster), timeout=5, settings=settings(study_home.context))
     assert collected.job is None
+    from bubble_manager.runtime import kube_volumes
+
+    from .test_volumes import archive_study
+
+    archive_study(study_home)  # its claims go once closed (a real closing calls this after the archive verified)
+    removal = await kube_volumes.remove_study_volumes(study_home.context, SLUG, archived=True, apis=apis(cluster),
+                                                      settings=settings(study_home.context))
+    assert removal.removed == ["extract-t2d-statins"]
     called = {CALL_TO_RBAC[(verb, kind)] for verb, kind, _ in cluster.calls}
     role = next(r for r in find(rendered("default"), "Role") if r["metadata"]["name"].endswith("-service"))
     granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]

@@ -89,7 +89,7 @@ def test_the_chart_refuses_inconsistent_values(extra, message):
 # --- least privilege ----------------------------------------------------------------------------
 
 HUB_RESOURCES = {"pods", "persistentvolumeclaims", "services", "events", "networkpolicies"}
-SERVICE_RULES = {("", "persistentvolumeclaims"): {"get", "create", "patch"},
+SERVICE_RULES = {("", "persistentvolumeclaims"): {"get", "list", "create", "patch", "delete"},
                  ("", "secrets"): {"create", "patch", "delete"},
                  ("networking.k8s.io", "networkpolicies"): {"create", "update", "delete"},
                  ("batch", "jobs"): {"create", "delete"}, ("batch", "jobs/status"): {"get"}}
@@ -115,7 +115,7 @@ def test_hub_and_service_may_only_manage_their_objects_in_the_bubbles_namespace(
             assert set(rule["verbs"]) <= {"get", "list", "watch"}
     granted = {(group, resource): set(rule["verbs"]) for rule in roles["service"]["rules"]
                for group in rule["apiGroups"] for resource in rule["resources"]}
-    assert granted == SERVICE_RULES  # extract fills: no pod, no list or watch, no read of anything but Job status
+    assert granted == SERVICE_RULES  # study Jobs, closings: no pod, no watch, nothing read but claims and Job status
     bindings = {b["metadata"]["name"].rsplit("-", 1)[1]: b for b in find(docs, "RoleBinding")}
     for component in ("hub", "service"):
         assert bindings[component]["roleRef"]["name"] == roles[component]["metadata"]["name"]

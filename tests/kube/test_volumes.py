@@ -1,0 +1,208 @@
+"""A closed study's claims on Kubernetes: which go once its archive is verified (pure), the deletion against
+the recording fake API, and the closing path of the reconciler deleting them (after the archive, never before)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from bubble_manager.runtime import kube_volumes as kv
+from bubble_manager.runtime.kube_objects import (KubeOptions, extract_claim, shared_claim, to_manifest,
+                                                 workspace_claim)
+from bubble_manager.store import save_study
+from bubble_manager.studies import State
+
+from .conftest import HUB_LABELS, PROXY_LABELS
+from .test_activation import SLUG, apis, settings
+
+pytestmark = pytest.mark.kube
+OTHER = "copd-cohort"
+
+
+def per_member(options: KubeOptions) -> KubeOptions:
+    return dataclasses.replace(options, extract_mode="per-member")
+
+
+def study_claims(options: KubeOptions, slug: str = SLUG, members=("alice", "bob")) -> list[dict]:
+    """The claims the spawner and the fills leave for a study: extract (shared and per-member), workspaces, shared."""
+    claims = [extract_claim(options, slug)] + [extract_claim(per_member(options), slug, m) for m in members]
+    claims += [workspace_claim(options, slug, m) for m in members] + [shared_claim(options, slug)]
+    return [to_manifest(claim) for claim in claims]
+
+
+def names(claims: list[dict]) -> list[str]:
+    return sorted(claim["metadata"]["name"] for claim in claims)
+
+
+# --- the plan, as plain data ---------------------------------------------------------------------
+
+def test_an_archived_study_loses_every_claim_the_archive_holds(options):
+    plan = kv.plan_removal(study_claims(options), SLUG, ("alice", "bob"), archived=True)
+    assert plan.remove == names(study_claims(options)) and plan.keep == []
+
+
+def test_the_workspace_of_a_former_member_is_kept_and_said_why(options):
+    claims = study_claims(options, members=("alice", "bob", "carol"))
+    plan = kv.plan_removal(claims, SLUG, ("alice", "bob"), archived=True)
+    carol = to_manifest(workspace_claim(options, SLUG, "carol"))["metadata"]["name"]
+    assert plan.keep == [kv.KeptClaim(carol, "workspace of someone no longer a member: no archive holds it")]
+    assert carol not in plan.remove and len(plan.remove) == len(claims) - 1
+    assert to_manifest(extract_claim(per_member(options), SLUG, "carol"))["metadata"]["name"] in plan.remove
+
+
+def test_without_an_archive_only_the_extract_claims_go(options):
+    plan = kv.plan_removal(study_claims(options), SLUG, ("alice", "bob"), archived=False)
+    assert plan.remove == names([c for c in study_claims(options) if c["metadata"]["name"].startswith("extract-")])
+    assert {kept.reason for kept in plan.keep} == {"the study has no final archive to hold it"}
+    assert len(plan.keep) == 3  # two workspaces and the shared folder
+
+
+def test_claims_not_labelled_as_the_studys_or_of_an_unknown_kind_are_kept(options):
+    stranger = to_manifest(workspace_claim(options, OTHER, "alice"))
+    stranger["metadata"]["name"] = to_manifest(workspace_claim(options, SLUG, "alice"))["metadata"]["name"]
+    hand_made = to_manifest(shared_claim(options, SLUG))
+    del hand_made["metadata"]["labels"]["app.kubernetes.io/part-of"]
+    odd = to_manifest(shared_claim(options, SLUG))
+    odd["metadata"].update(name="scratch-t2d-statins")
+    odd["metadata"]["labels"]["bubble-manager.io/volume"] = "scratch"
+    plan = kv.plan_removal([stranger, hand_made, odd], SLUG, ("alice",), archived=True)
+    assert plan.remove == []
+    assert [kept.reason for kept in plan.keep] == ["unknown volume kind 'scratch'",
+                                                   "not labelled as a claim of this study",
+                                                   "not labelled as a claim of this study"]
+
+
+def test_the_selector_names_the_study_and_the_project():
+    assert kv.study_claim_selector(SLUG) == \
+        "bubble-manager.io/study=t2d-statins,app.kubernetes.io/part-of=bubble-manager"
+
+
+# --- the adapter against the recording API ----------------------------------------------------------
+
+def put(cluster, claims: list[dict]) -> None:
+    for claim in claims:
+        cluster.objects[("pvc", "bubbles", claim["metadata"]["name"])] = claim
+
+
+def archive_study(study_home) -> None:
+    with study_home.context.store.transaction() as session:
+        save_study(session, dataclasses.replace(study_home.study, state=State.archived))
+
+
+async def remove(study_home, cluster, archived: bool = True):
+    return await kv.remove_study_volumes(study_home.context, SLUG, archived=archived, apis=apis(cluster),
+                                         settings=settings(study_home.context))
+
+
+def audited(study_home, action: str) -> list[dict]:
+    return [e.detail for e in study_home.context.audit.entries(study=SLUG, action=action, limit=None)]
+
+
+async def test_the_claims_of_an_archived_study_are_listed_by_label_and_deleted(study_home, cluster, options):
+    archive_study(study_home)
+    mine, other = study_claims(options, members=("alice", "bob", "carol")), study_claims(options, OTHER)
+    put(cluster, mine + other)
+    report = await remove(study_home, cluster)
+    carol = to_manifest(workspace_claim(options, SLUG, "carol"))["metadata"]["name"]
+    assert cluster.calls[0] == ("list", "pvc", kv.study_claim_selector(SLUG))
+    deleted = [name for verb, kind, name in cluster.calls if (verb, kind) == ("delete", "pvc")]
+    assert deleted == report.removed == sorted(set(names(mine)) - {carol})
+    assert cluster.names("pvc") == sorted(names(other) + [carol])    # another study's claims are untouched
+    (entry,) = audited(study_home, "lifecycle.volumes-removed")
+    assert entry == {"namespace": "bubbles", "removed": report.removed, "kept": [
+        {"claim": carol, "reason": "workspace of someone no longer a member: no archive holds it"}]}
+
+
+async def test_a_study_that_is_not_archived_keeps_its_claims_and_the_refusal_is_audited(study_home, cluster, options):
+    put(cluster, study_claims(options))
+    with pytest.raises(kv.VolumeRemovalError, match="is active, not archived"):
+        await remove(study_home, cluster)
+    assert cluster.calls == [] and len(cluster.names("pvc")) == len(study_claims(options))
+    assert audited(study_home, "lifecycle.volumes-remove-failed") == [{"reason": "not-archived", "state": "active"}]
+
+
+async def test_a_failed_deletion_is_audited_and_a_second_run_finishes_the_job(study_home, cluster, options):
+    archive_study(study_home)
+    put(cluster, study_claims(options))
+    first = names(study_claims(options))[0]
+    del cluster.objects[("pvc", "bubbles", names(study_claims(options))[1])]  # gone already: 404 is not an error
+    cluster.fail_next[("delete", "pvc")] = 500
+    with pytest.raises(kv.VolumeRemovalError, match="tries again on the next tick"):
+        await remove(study_home, cluster)
+    assert first in cluster.names("pvc")
+    assert audited(study_home, "lifecycle.volumes-remove-failed")[0]["reason"] == "ApiException"
+    assert not audited(study_home, "lifecycle.volumes-removed")
+    report = await remove(study_home, cluster)
+    assert cluster.names("pvc") == [] and len(report.removed) == len(study_claims(options)) - 1
+    assert audited(study_home, "lifecycle.volumes-removed")[0]["removed"] == report.removed
+
+
+def test_the_hook_does_nothing_unless_the_site_runs_on_kubernetes(study_home):
+    assert kv.remove_volumes(study_home.context, SLUG, archived=True) is None
+    assert not audited(study_home, "lifecycle.volumes-remove-failed")
+
+
+async def test_the_hook_refuses_to_block_the_services_event_loop(study_home):
+    study_home.context.settings.config.KubeStudyJobs.enabled = True
+    with pytest.raises(RuntimeError, match="worker thread"):
+        kv.remove_volumes(study_home.context, SLUG, archived=True)
+
+
+# --- the closing path ----------------------------------------------------------------------------
+
+@pytest.fixture
+def kube_site(monkeypatch):
+    """A site on the Kubernetes profile whose API is the recording fake; the collect Job is tested elsewhere
+    (test_collect.py), here the workspaces are already on the hub as a collect leaves them."""
+    from bubble_manager import lifecycle_closing
+
+    from .fake_kube import FakeCluster
+
+    fake = FakeCluster()
+    monkeypatch.setattr(kv, "in_cluster_apis", lambda: apis(fake))
+    monkeypatch.setattr(lifecycle_closing, "collect_workspaces", lambda context, slug, actor: None)
+    return fake
+
+
+def test_the_reconciler_deletes_the_claims_after_the_archive_verified_and_retries_a_failure(kube_site, frozen_clock,
+                                                                                            activatable_home):
+    from bubble_manager.config import load_settings
+    from bubble_manager.lifecycle_store import DONE
+    from bubble_manager.operations import Context
+    from bubble_manager.runtime.spec import StudyPaths
+
+    from ..lifecycle.conftest import CONFIG, END, RecordingHub, START, approved_study, at, audit, steps_of, tick
+
+    (activatable_home / "bubble_manager_config.py").write_text(CONFIG)
+    ctx = Context.open(load_settings(activatable_home))
+    try:
+        frozen_clock.set(at(START, 0))
+        approved_study(ctx, "diab")
+        hub = RecordingHub()
+        assert steps_of(tick(ctx, hub)) == [("diab", "activate")]
+        options = KubeOptions(namespace="bubbles", hub_namespace="bubble-manager", hub_pod_labels=HUB_LABELS,
+                              proxy_pod_labels=PROXY_LABELS, image="bubble:0.1.0")
+        put(kube_site, study_claims(options, "diab") + study_claims(options, OTHER))
+        ctx.settings.config.KubeStudyJobs.enabled = True
+        kube_site.fail_next[("delete", "pvc")] = 503
+        frozen_clock.set(at(END + dt.timedelta(days=1), 0))
+        report = tick(ctx, hub)
+        assert steps_of(report, DONE)[-1] == ("diab", "destroy-live-key")
+        assert ("diab", "remove-live-data") in steps_of(report, "failed")
+        assert StudyPaths(ctx.home, "diab").root.exists()               # the claims go first: nothing removed
+        actions = [action for action, _ in audit(ctx, "diab")]
+        assert actions.index("lifecycle.volumes-remove-failed") > actions.index("lifecycle.destroy-live-key") \
+            > actions.index("lifecycle.verify-snapshot")                  # only once archived and verified
+        frozen_clock.set(at(END + dt.timedelta(days=1), 1))
+        assert steps_of(tick(ctx, hub), DONE) == [("diab", "remove-live-data")]
+        assert kube_site.names("pvc") == names(study_claims(options, OTHER))
+        assert not StudyPaths(ctx.home, "diab").root.exists()
+        (step,) = audit(ctx, "diab", "lifecycle.remove-live-data")
+        assert step[1]["claims_removed"] == len(study_claims(options)) and step[1]["claims_kept"] == 0
+        (removed,) = audit(ctx, "diab", "lifecycle.volumes-removed")
+        assert removed[1]["removed"] == names(study_claims(options, "diab"))
+        assert kube_site.core.api_client.closed == 2
+    finally:
+        ctx.close()
