@@ -5,7 +5,8 @@
 # this edge:
 #   BUBBLE_OIDC_ISSUER              the provider's issuer URL (its discovery document gives the endpoints)
 #   BUBBLE_OIDC_CLIENT_ID           this hub's client id at the provider
-#   BUBBLE_OIDC_CLIENT_SECRET_FILE  file holding the client secret (root-only)
+#   BUBBLE_OIDC_CLIENT_SECRET_FILE  file holding the client secret (root-only), or
+#   BUBBLE_OIDC_CLIENT_SECRET       the client secret itself (e.g. from the orchestrator's secret store)
 #   BUBBLE_OIDC_GROUP_MAP           JSON: provider group -> researchers | stewards | admins
 #   BUBBLE_OIDC_GROUPS_CLAIM        claim listing the groups (default "groups"; dotted paths allowed)
 #   BUBBLE_OIDC_USERNAME_CLAIM      claim naming the account (default "preferred_username")
@@ -24,6 +25,9 @@ missing = [name for name in ("BUBBLE_OIDC_ISSUER", "BUBBLE_OIDC_CLIENT_ID", "BUB
 if missing:
     raise SystemExit(f"hub_config/oidc.py: set {', '.join(missing)} (see docs/authentication.md; for a demo, "
                      "`python -m bubble_manager.auth.devprovider` prints them)")
+if not (os.environ.get("BUBBLE_OIDC_CLIENT_SECRET_FILE") or os.environ.get("BUBBLE_OIDC_CLIENT_SECRET")):
+    raise SystemExit("hub_config/oidc.py: set BUBBLE_OIDC_CLIENT_SECRET_FILE (a root-only file holding the client "
+                     "secret the provider gave this hub) or BUBBLE_OIDC_CLIENT_SECRET (see docs/authentication.md)")
 public_url = os.environ.get("BUBBLE_HUB_URL", "http://localhost:8000").rstrip("/")
 
 c.JupyterHub.authenticator_class = "bubble_manager.auth.authenticator.BubbleOIDCAuthenticator"
@@ -32,6 +36,8 @@ oidc.issuer = os.environ["BUBBLE_OIDC_ISSUER"]
 oidc.client_id = os.environ["BUBBLE_OIDC_CLIENT_ID"]
 if os.environ.get("BUBBLE_OIDC_CLIENT_SECRET_FILE"):
     oidc.client_secret_file = os.environ["BUBBLE_OIDC_CLIENT_SECRET_FILE"]
+else:
+    oidc.client_secret = os.environ["BUBBLE_OIDC_CLIENT_SECRET"]
 oidc.group_map = json.loads(os.environ["BUBBLE_OIDC_GROUP_MAP"])
 oidc.groups_claim = os.environ.get("BUBBLE_OIDC_GROUPS_CLAIM", "groups")
 oidc.username_claim = os.environ.get("BUBBLE_OIDC_USERNAME_CLAIM", "preferred_username")

@@ -150,7 +150,7 @@ def load_hub_config(monkeypatch, environment: dict[str, str]):
     from traitlets.config import Config
 
     for name in ("BUBBLE_OIDC_ISSUER", "BUBBLE_OIDC_CLIENT_ID", "BUBBLE_OIDC_GROUP_MAP", "JUPYTERHUB_CRYPT_KEY",
-                 "BUBBLE_OIDC_CLIENT_SECRET_FILE", "BUBBLE_OIDC_MFA_ACR", "BUBBLE_HUB_URL"):
+                 "BUBBLE_OIDC_CLIENT_SECRET_FILE", "BUBBLE_OIDC_CLIENT_SECRET", "BUBBLE_OIDC_MFA_ACR", "BUBBLE_HUB_URL"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -166,9 +166,22 @@ def test_hub_config_names_what_is_missing(monkeypatch):
         load_hub_config(monkeypatch, {})
 
 
+def test_hub_config_needs_a_client_secret_from_a_file_or_the_environment(monkeypatch, tmp_path):
+    needed = {"BUBBLE_OIDC_ISSUER": ISSUER, "BUBBLE_OIDC_CLIENT_ID": "hub", "JUPYTERHUB_CRYPT_KEY": "00" * 32,
+              "BUBBLE_OIDC_GROUP_MAP": '{"eds-researchers": "researchers"}', "BUBBLE_MANAGER_HOME": str(tmp_path)}
+    with pytest.raises(SystemExit, match="set BUBBLE_OIDC_CLIENT_SECRET_FILE .* or BUBBLE_OIDC_CLIENT_SECRET"):
+        load_hub_config(monkeypatch, needed)
+    from_file = load_hub_config(monkeypatch, {**needed, "BUBBLE_OIDC_CLIENT_SECRET_FILE": "/etc/bm/secret"})
+    assert from_file.BubbleOIDCAuthenticator.client_secret_file == "/etc/bm/secret"
+    assert "client_secret" not in from_file.BubbleOIDCAuthenticator
+    from_environment = load_hub_config(monkeypatch, {**needed, "BUBBLE_OIDC_CLIENT_SECRET": "s3cret"})
+    assert from_environment.BubbleOIDCAuthenticator.client_secret == "s3cret"
+
+
 def test_hub_config(monkeypatch, tmp_path):
     config = load_hub_config(monkeypatch, {
         "BUBBLE_OIDC_ISSUER": ISSUER, "BUBBLE_OIDC_CLIENT_ID": "hub", "JUPYTERHUB_CRYPT_KEY": "00" * 32,
+        "BUBBLE_OIDC_CLIENT_SECRET": "s3cret",
         "BUBBLE_OIDC_GROUP_MAP": '{"eds-researchers": "researchers"}', "BUBBLE_OIDC_MFA_ACR": "gold, eidas2",
         "BUBBLE_HUB_URL": "https://hub.example/", "BUBBLE_MANAGER_HOME": str(tmp_path)})
     assert config.JupyterHub.authenticator_class.endswith("BubbleOIDCAuthenticator")
