@@ -64,6 +64,9 @@ WRONG_VALUES = [
     ({"proxy": {"serviceType": "ExternalName"}}, "/proxy/serviceType"),
     ({"hub": {"home": {"size": "lots"}}}, "/hub/home/size"),
     ({"hub": {"home": {"accessMode": "ReadWriteOncePod"}}}, "/hub/home/accessMode"),
+    ({"warehouse": {"existingClaim": "Warehouse_Claim"}}, "/warehouse/existingClaim"),
+    ({"warehouse": {"file": "../warehouse.duckdb"}}, "/warehouse/file"),
+    ({"warehouse": {"file": "warehouse.sqlite"}}, "/warehouse/file"),
 ]
 
 
@@ -262,6 +265,30 @@ def test_the_service_config_fills_extract_volumes_from_its_own_cluster_ip(tmp_pa
     assert service_pod["spec"]["enableServiceLinks"] is True  # how the service learns its cluster IP
     account = service_pod["spec"]["serviceAccountName"]
     assert account == f"{RELEASE}-bubble-manager-service"
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_the_warehouse_claim_is_mounted_read_only_in_the_service_pod_alone(tmp_path, values):
+    from bubble_manager.config import BubbleManager
+
+    docs = rendered(values)
+    _, bubble_config, _ = load_hub_config(tmp_path, docs)
+    source = yaml.safe_load((CHART / "examples" / f"{values}.yaml").read_text()) if values != "default" else {}
+    claim = source.get("warehouse", {}).get("existingClaim", "")
+    pods = {d["metadata"]["name"].rsplit("-", 1)[1]: d["spec"]["template"]["spec"] for d in find(docs, "Deployment")}
+    mounting = {name: [v for v in pod.get("volumes", []) if (v.get("persistentVolumeClaim") or {}).get("claimName") == claim]
+                for name, pod in pods.items()}
+    settings = BubbleManager(config=bubble_config, home="/srv/bubble-manager")
+    if not claim:  # the default: the warehouse lives on the hub home volume
+        assert "warehouse_path" not in bubble_config.BubbleManager
+        assert settings.warehouse_path == "/srv/bubble-manager/warehouse/warehouse.duckdb"
+        return
+    assert {name for name, volumes in mounting.items() if volumes} == {"service"}
+    (volume,) = mounting["service"]
+    (mount,) = [m for m in pods["service"]["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert volume["persistentVolumeClaim"]["readOnly"] is True and mount["readOnly"] is True
+    assert settings.warehouse_path == f"{mount['mountPath']}/{source['warehouse']['file']}"
+    assert settings.catalog_path == settings.warehouse_path.removesuffix(".duckdb") + ".catalog.yaml"
 
 
 def test_without_its_cluster_ip_the_service_names_the_fix(tmp_path):

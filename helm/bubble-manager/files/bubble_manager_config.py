@@ -13,6 +13,8 @@ CONFIG_DIR = Path(os.environ.get("BUBBLE_MANAGER_CONFIG_DIR", "/etc/bubble-manag
 SECRETS_DIR = Path(os.environ.get("BUBBLE_MANAGER_SECRETS_DIR", "/etc/bubble-manager/secrets"))
 values = json.loads((CONFIG_DIR / "values.json").read_text())
 c.BubbleManager.db_url = (SECRETS_DIR / "database-url").read_text().strip()
+if values["warehousePath"]:  # warehouse.existingClaim, mounted read-only in the service pod (the catalog beside it)
+    c.BubbleManager.warehouse_path = values["warehousePath"]
 
 # --- extract volumes: the service fills them with a Job per study (docs/kubernetes.md) ---
 jobs = c.KubeStudyJobs
