@@ -207,6 +207,8 @@ class HubFixture:
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     admin_token: str = field(default_factory=lambda: secrets.token_hex(32))
+    # a service holding exactly the bubble-manager service's hub scopes (runtime/hubapi.py)
+    service_role_token: str = field(default_factory=lambda: secrets.token_hex(32))
     uid_base: int = field(default_factory=lambda: 400000 + secrets.randbelow(500) * 1000)
     process: subprocess.Popen | None = None
     context: Context | None = None
@@ -272,6 +274,11 @@ class HubFixture:
             "c.JupyterHub.services.append({'name': 'test-admin', 'api_token': " + repr(self.admin_token) + "})\n"
             "c.JupyterHub.load_roles.append({'name': 'test-admin', 'services': ['test-admin'], 'scopes': "
             "['admin:users', 'admin:servers', 'tokens', 'read:hub', 'proxy', 'list:users', 'admin:groups']})\n"
+            "from bubble_manager.runtime.hubapi import SERVICE_SCOPES\n"
+            "c.JupyterHub.services.append({'name': 'test-service-role', 'api_token': "
+            + repr(self.service_role_token) + "})\n"
+            "c.JupyterHub.load_roles.append({'name': 'test-service-role', 'services': ['test-service-role'], "
+            "'scopes': list(SERVICE_SCOPES)})\n"
             "c.JupyterHub.log_level = 'DEBUG'\n")
 
     def environment(self) -> dict[str, str]:

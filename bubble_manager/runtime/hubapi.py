@@ -46,7 +46,8 @@ PLATFORM_ADMIN_SCOPES = [
 
 SERVICE_SCOPES = [
     "list:users", "read:users", "read:users:activity", "read:servers",
-    "delete:servers",           # expiry, revocation, idle culling, admin stop
+    "servers",                  # stop (expiry, revocation, idle culling, admin stop) and start again
+                                # after an opt-out rebuild; the spawner still gates every start
     "read:groups",              # who the stewards are, for notifications
 ]  # never access:servers or tokens: the service reads no bubble and acts as no one
 

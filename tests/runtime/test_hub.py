@@ -116,6 +116,35 @@ def test_the_hub_api_refuses_the_bubble_token_anything_beyond_its_server(running
         assert statuses[attempt] == 403, (attempt, statuses)
 
 
+def test_the_service_s_hub_role_starts_and_stops_bubbles_but_cannot_open_them(running_hub: HubFixture):
+    """The reconciler restarts bubbles after an opt-out rebuild and stops them at the end, with the
+    service's hub scopes; the spawner still gates the start, and the service never gets in."""
+    hub = running_hub
+    token, bob = hub.service_role_token, requests.utils.quote(BOB)
+    if hub.server_model(BOB, "beta") is not None:
+        hub.api("DELETE", f"/users/{bob}/servers/beta")
+        deadline = time.monotonic() + 60
+        while hub.server_model(BOB, "beta") is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    started = hub.api("POST", f"/users/{bob}/servers/beta", token=token, json={})
+    assert started.status_code in (201, 202), started.text
+    model = hub.wait_ready(BOB, "beta")
+    refused = hub.api("POST", f"/users/{requests.utils.quote(ALICE)}/servers/beta", token=token, json={})
+    assert refused.status_code == 403 and "not a member of study beta" in refused.json()["message"]
+
+    inside = requests.get(model["url"] + "api/contents/", headers={"Authorization": f"token {token}"},
+                          timeout=30, allow_redirects=False)
+    assert inside.status_code in (302, 403), "the service's token opened a bubble"
+    assert hub.api("POST", f"/users/{bob}/tokens", token=token, json={}).status_code == 403
+
+    stopped = hub.api("DELETE", f"/users/{bob}/servers/beta", token=token)
+    assert stopped.status_code in (202, 204), stopped.text
+    deadline = time.monotonic() + 60
+    while hub.server_model(BOB, "beta") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert hub.server_model(BOB, "beta") is None
+
+
 def test_a_hub_restart_finds_the_running_bubble_and_a_stop_leaves_nothing(running_hub: HubFixture):
     hub = running_hub
     if not (hub.server_model(ALICE, "alpha") or {}).get("ready"):
