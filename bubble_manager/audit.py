@@ -13,11 +13,15 @@ Audit entries never hold patient data: callers pass ids, counts and decisions, n
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import logging
 import os
 import syslog
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol, TextIO
@@ -32,6 +36,7 @@ from .study_request import canonical_json
 
 GENESIS = "0" * 64
 PG_AUDIT_LOCK = 0x6275626C  # "bubl": one advisory lock id serialises appends on PostgreSQL
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,12 @@ class VerifyReport:
 
 
 class AuditLog:
-    """Appends entries inside the caller's transaction and checkpoints the head after commit."""
+    """Appends entries inside the caller's transaction and checkpoints the head after commit.
+
+    With `checkpoint_interval` > 0, batches committed within the interval of the last checkpoint
+    share the next one, which a timer writes when the interval is up (and `close` at the latest):
+    checkpoints of a moving chain are never more than the interval apart.
+    """
 
     def __init__(self, store: Store, signer: Signer | None, sink: CheckpointSink | None,
                  checkpoint_interval: float = 0.0):
@@ -147,8 +157,12 @@ class AuditLog:
         self.checkpoint_interval = checkpoint_interval
         self._last_checkpoint_seq = 0
         self._last_checkpoint_time: float | None = None
-        self._appended = False
+        self._checkpoint_lock = threading.Lock()
+        self._appending = threading.local()  # per thread: this transaction appended entries
+        self._timer: threading.Timer | None = None
+        self._closed = False
         store.on_commit(self._after_commit)
+        _open_logs.add(self)
 
     def append(self, session: Session, *, actor: str, action: str, study: str | None = None,
                detail: dict[str, Any] | None = None) -> AuditEntry:
@@ -163,7 +177,7 @@ class AuditLog:
         session.add(AuditEntryRow(seq=seq, at=at, actor=actor, action=action, study=study,
                                   detail=canonical_json(detail), prev_hash=prev_hash, hash=digest))
         session.flush()
-        self._appended = True
+        self._appending.pending = True
         return AuditEntry(seq, at, actor, action, study, detail, prev_hash, digest)
 
     def record(self, *, actor: str, action: str, study: str | None = None,
@@ -180,30 +194,67 @@ class AuditLog:
     # --- checkpoints ---
 
     def _after_commit(self) -> None:
-        if not self._appended:
+        # Only the committing thread's own appends count: another thread's uncommitted entries are
+        # checkpointed after their own commit, which reads the head again.
+        if not getattr(self._appending, "pending", False):
             return
-        if (self.checkpoint_interval and self._last_checkpoint_time is not None
-                and time.monotonic() - self._last_checkpoint_time < self.checkpoint_interval):
-            return
-        self.checkpoint()
+        self._appending.pending = False
+        wait = 0.0 if self._closed else self._seconds_until_due()
+        if wait > 0:
+            self._schedule(wait)
+        else:
+            self.checkpoint()
+
+    def _seconds_until_due(self) -> float:
+        if not self.checkpoint_interval or self._last_checkpoint_time is None:
+            return 0.0
+        return self._last_checkpoint_time + self.checkpoint_interval - time.monotonic()
+
+    def _schedule(self, wait: float) -> None:
+        with self._checkpoint_lock:
+            if self._closed or (self._timer is not None and self._timer.is_alive()):
+                return
+            self._timer = threading.Timer(wait, self._checkpoint_from_timer)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _checkpoint_from_timer(self) -> None:
+        try:
+            self.checkpoint()
+        except Exception:  # a timer thread has no caller to raise to; the next commit tries again
+            log.exception("the deferred audit checkpoint failed")
 
     def checkpoint(self) -> dict[str, Any] | None:
         """Sign the current chain head and send it to the sink, if it moved since the last one."""
-        self._appended = False
         if self.signer is None or self.sink is None:
             return None
-        with self.store.transaction() as session:
-            head = session.execute(select(AuditEntryRow.seq, AuditEntryRow.hash)
-                                   .order_by(AuditEntryRow.seq.desc()).limit(1)).first()
-        if head is None or head.seq <= self._last_checkpoint_seq:
-            return None
-        at = clock.isoformat(clock.utcnow())
-        record = {"seq": head.seq, "hash": head.hash, "at": at, "key_id": self.signer.key_id,
-                  "signature": self.signer.sign(checkpoint_message(head.seq, head.hash, at))}
-        self.sink.write(record)
-        self._last_checkpoint_seq = head.seq
-        self._last_checkpoint_time = time.monotonic()
-        return record
+        with self._checkpoint_lock:
+            with self.store.transaction() as session:
+                head = session.execute(select(AuditEntryRow.seq, AuditEntryRow.hash)
+                                       .order_by(AuditEntryRow.seq.desc()).limit(1)).first()
+            if head is None or head.seq <= self._last_checkpoint_seq:
+                return None
+            at = clock.isoformat(clock.utcnow())
+            record = {"seq": head.seq, "hash": head.hash, "at": at, "key_id": self.signer.key_id,
+                      "signature": self.signer.sign(checkpoint_message(head.seq, head.hash, at))}
+            self.sink.write(record)
+            self._last_checkpoint_seq = head.seq
+            self._last_checkpoint_time = time.monotonic()
+            return record
+
+    def close(self) -> None:
+        """Write the checkpoint a deferred batch is waiting for, and stop the timer."""
+        with self._checkpoint_lock:
+            if self._closed:
+                return
+            self._closed = True
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            if timer.is_alive() and timer is not threading.current_thread():
+                timer.join()
+            self.checkpoint()
+        _open_logs.discard(self)
 
     # --- reading ---
 
@@ -268,6 +319,19 @@ class AuditLog:
             report.notes.append(f"entries {report.last_checkpoint_seq + 1}..{last} come after the last checkpoint: "
                                 "their removal could not be detected until the next checkpoint covers them")
         return report
+
+
+_open_logs: "weakref.WeakSet[AuditLog]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_logs() -> None:
+    """A process leaving without `Context.close()` (a CLI command) still writes its last checkpoint."""
+    for audit_log in list(_open_logs):
+        try:
+            audit_log.close()
+        except Exception:
+            log.exception("the last audit checkpoint before exit failed")
 
 
 def _entry_from_row(row: AuditEntryRow) -> AuditEntry:

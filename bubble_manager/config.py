@@ -37,8 +37,9 @@ class BubbleManager(Configurable):
                                                        "file (put it on another volume) or syslog.").tag(config=True)
     audit_checkpoint_path = Unicode(help="Checkpoint file for the 'file' sink (default home/audit/checkpoints.jsonl)."
                                     ).tag(config=True)
-    audit_checkpoint_interval = Float(0.0, help="Seconds between checkpoints under load; 0 checkpoints after "
-                                                "every committed batch of audit entries.").tag(config=True)
+    audit_checkpoint_interval = Float(0.0, help="At most this many seconds between a committed batch of audit "
+                                                "entries and its checkpoint (batches within it share one); 0 "
+                                                "checkpoints after every batch.").tag(config=True)
 
     @default("db_url")
     def _default_db_url(self) -> str:

@@ -69,6 +69,7 @@ class Context:
         return self.signer.verifier if self.signer else load_verifier(self.home)
 
     def close(self) -> None:
+        self.audit.close()
         self.store.dispose()
 
 

@@ -146,6 +146,60 @@ def test_concurrent_writers_never_fork_the_chain(context):
     report = verify(context)
     assert report.ok, report.problems
     assert report.entries == 60
+    assert report.last_checkpoint_seq == 60, "every committed batch is checkpointed, whichever thread wrote it"
+
+
+def test_a_deferred_batch_is_checkpointed_when_the_interval_is_up_without_another_append(bm_home, db_url):
+    import time
+
+    context = Context.open(load_settings(bm_home, db_url=db_url, audit_checkpoint_interval=0.5))
+    try:
+        context.audit.record(actor="a", action="first")
+        context.audit.record(actor="a", action="second")
+        context.audit.record(actor="a", action="third")
+        sink = FileCheckpointSink(context.settings.audit_checkpoint_path)
+        assert [r["seq"] for r in sink.read()] == [1], "within the interval: deferred"
+        deadline = time.monotonic() + 10
+        while len(sink.read()) < 2 and time.monotonic() < deadline:  # the sink only: no store transaction
+            time.sleep(0.05)
+        assert [r["seq"] for r in sink.read()] == [1, 3]
+        report = verify(context)
+        assert report.ok and report.last_checkpoint_seq == 3 and report.checkpoints == 2
+    finally:
+        context.close()
+
+
+def test_closing_writes_the_checkpoint_a_deferred_batch_waits_for(bm_home, db_url):
+    settings = load_settings(bm_home, db_url=db_url, audit_checkpoint_interval=3600.0)
+    context = Context.open(settings)
+    context.audit.record(actor="a", action="first")
+    context.audit.record(actor="a", action="second")
+    context.close()
+    reopened = Context.open(settings)
+    try:
+        report = verify(reopened)
+        assert report.ok and report.last_checkpoint_seq == 2 and not report.notes
+        execute(reopened, "DELETE FROM audit_entries WHERE seq = 2")
+        assert verify(reopened).first_broken_seq == 2, "the cut is now visible"
+    finally:
+        reopened.close()
+
+
+def test_a_process_leaving_without_close_leaves_no_batch_unchecked(bm_home):
+    import subprocess
+    import sys
+
+    # As a CLI command does: open a context, commit batches within the interval, exit.
+    script = ("import sys\nfrom bubble_manager.config import load_settings\n"
+              "from bubble_manager.operations import Context\n"
+              "context = Context.open(load_settings(sys.argv[1], audit_checkpoint_interval=3600.0))\n"
+              "for action in ('first', 'second', 'third'):\n"
+              "    context.audit.record(actor='a', action=action)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(bm_home)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    records = FileCheckpointSink(bm_home / "audit" / "checkpoints.jsonl").read()
+    assert [r["seq"] for r in records] == [1, 3]
+
 
 
 def test_export_jsonl(context, tmp_path):
