@@ -186,7 +186,7 @@ def remove_live_data(runner: "TickRunner", slug: str, row: LifecycleClosureRow) 
         raise LiveDataAppeared(f"study {slug} had no live data at its snapshot but {paths.root} exists now; it is "
                                "kept and snapshotted on the next tick")
     # Kubernetes sites: the study's claims too (first: a failure leaves everything for the next tick)
-    volumes = remove_volumes(context, slug, archived=bool(row.snapshot_number), actor=SYSTEM.name)
+    volumes = remove_volumes(context, slug, archive_number=row.snapshot_number or None, actor=SYSTEM.name)
     vault = shred_file(paths.vault) if paths.vault.exists() else False
     removed = paths.root.exists()
     if removed:

@@ -9,9 +9,11 @@ is that step for the claims:
 2. it lists the claims labelled with the study (`bubble-manager.io/study`, part of bubble-manager);
 3. `plan_removal` (pure) decides claim by claim: extract claims go (the extract is the hub's and
    is in the archive); the shared claim and the workspace claims of the study's members go only if
-   a verified archive covers them (the collect Job took exactly those before the snapshot); any
-   other claim (the workspace of someone no longer a member, which no collect took, or a volume
-   kind we did not make) is kept and reported for an administrator;
+   the final archive holds them, that is if a workspace collect completed after the workspaces
+   were locked and before that archive was made (`collected_before_archive`, read from the audit
+   log: an archive taken without a collect, say by hand, holds the hub's copy, not the claims);
+   any other claim (the workspace of someone no longer a member, which no collect took, or a
+   volume kind we did not make) is kept and reported for an administrator;
 4. it deletes the claims to remove (a claim already gone counts as removed) and audits
    `lifecycle.volumes-removed` with the names removed and kept, or `lifecycle.volumes-remove-failed`.
 
@@ -70,11 +72,26 @@ def study_claim_selector(slug: str) -> str:
     return f"{STUDY_LABEL}={slug},{PART_OF[0]}={PART_OF[1]}"
 
 
-def plan_removal(claims: Iterable[Mapping[str, Any]], slug: str, members: Iterable[str], *, archived: bool
+def collected_before_archive(entries: Iterable[Any], archive_number: int) -> bool:
+    """Whether the study's audit entries (in order) show a workspace collect that completed after the
+    workspaces were last locked and before archive `archive_number` was written (or adopted)."""
+    locked = collected = None
+    for entry in entries:
+        if entry.action == "lifecycle.lock-workspaces":
+            locked, collected = entry.seq, None
+        elif entry.action == "snapshot.workspaces-collected" and locked is not None:
+            collected = entry.seq
+        elif entry.action in ("archive.snapshot", "archive.adopted") and entry.detail.get("number") == archive_number:
+            return collected is not None
+    return False
+
+
+def plan_removal(claims: Iterable[Mapping[str, Any]], slug: str, members: Iterable[str], *, in_archive: bool
                  ) -> RemovalPlan:
     """Which of these claim manifests go and which stay (with the reason), for a closed study.
 
-    `archived`: a verified final archive holds the study's workspaces and shared folder."""
+    `in_archive`: the verified final archive holds the study's workspaces and shared folder as the
+    claims held them (`collected_before_archive`)."""
     covered = {workspace_claim_name(slug, member) for member in members} | {shared_claim_name(slug)}
     plan = RemovalPlan()
     for claim in claims:
@@ -88,8 +105,8 @@ def plan_removal(claims: Iterable[Mapping[str, Any]], slug: str, members: Iterab
             plan.keep.append(KeptClaim(name, f"unknown volume kind {labels.get(VOLUME_LABEL)!r}"))
         elif name not in covered:
             plan.keep.append(KeptClaim(name, "workspace of someone no longer a member: no archive holds it"))
-        elif not archived:
-            plan.keep.append(KeptClaim(name, "the study has no final archive to hold it"))
+        elif not in_archive:
+            plan.keep.append(KeptClaim(name, "no final archive made after a workspace collect holds it"))
         else:
             plan.remove.append(name)
     plan.remove.sort()
@@ -99,11 +116,12 @@ def plan_removal(claims: Iterable[Mapping[str, Any]], slug: str, members: Iterab
 
 # --- the adapter ---------------------------------------------------------------------------------
 
-async def remove_study_volumes(context: Any, slug: str, *, archived: bool, actor: str = "system",
+async def remove_study_volumes(context: Any, slug: str, *, archive_number: int | None, actor: str = "system",
                                apis: KubeApis | None = None, settings: KubeStudyJobs | None = None
                                ) -> VolumeRemoval:
-    """Delete the claims of archived study `slug` that `plan_removal` lets go; VolumeRemovalError if any stays
-    undeleted for a reason other than the plan's."""
+    """Delete the claims of archived study `slug` that `plan_removal` lets go, `archive_number` being its
+    verified final archive (None: it had none); VolumeRemovalError if any stays undeleted for a reason
+    other than the plan's."""
     from kubernetes_asyncio.client.rest import ApiException
 
     settings = settings or KubeStudyJobs(config=context.settings.config)
@@ -115,6 +133,8 @@ async def remove_study_volumes(context: Any, slug: str, *, archived: bool, actor
                              detail={"reason": "not-archived", "state": state})
         raise VolumeRemovalError(f"study {slug} is {state}, not archived: its volume claims are kept (they are "
                                  "removed by the closing path, after the final archive is verified)")
+    in_archive = bool(archive_number) and collected_before_archive(
+        context.audit.entries(study=slug, limit=None), archive_number)
     report = VolumeRemoval(slug)
     own_apis = apis is None
     apis = apis or in_cluster_apis()
@@ -122,7 +142,7 @@ async def remove_study_volumes(context: Any, slug: str, *, archived: bool, actor
         listed = await apis.core.list_namespaced_persistent_volume_claim(
             namespace=settings.namespace, label_selector=study_claim_selector(slug))
         plan = plan_removal([to_manifest(item) for item in listed.items or []], slug, study.members,
-                            archived=archived)
+                            in_archive=in_archive)
         report.kept = plan.keep
         for name in plan.remove:
             try:
@@ -148,7 +168,8 @@ async def remove_study_volumes(context: Any, slug: str, *, archived: bool, actor
     return report
 
 
-def remove_volumes(context: Any, slug: str, *, archived: bool, actor: str = "system") -> VolumeRemoval | None:
+def remove_volumes(context: Any, slug: str, *, archive_number: int | None, actor: str = "system"
+                   ) -> VolumeRemoval | None:
     """The closing path's hook once the final archive verified: delete the study's claims on Kubernetes sites."""
     settings = KubeStudyJobs(config=context.settings.config)
     if not settings.enabled:
@@ -156,6 +177,7 @@ def remove_volumes(context: Any, slug: str, *, archived: bool, actor: str = "sys
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(remove_study_volumes(context, slug, archived=archived, actor=actor, settings=settings))
+        return asyncio.run(remove_study_volumes(context, slug, archive_number=archive_number, actor=actor,
+                                                settings=settings))
     raise RuntimeError("remove_volumes talks to the Kubernetes API and waits: call it from a worker thread "
                        "(run_in_executor), never on the service's event loop")

@@ -29,9 +29,9 @@ def collect_workspaces(context: Any, slug: str, *, actor: str) -> Any:
     return collect_on_kubernetes(context, slug, actor=actor)
 
 
-def remove_volumes(context: Any, slug: str, *, archived: bool, actor: str) -> Any:
+def remove_volumes(context: Any, slug: str, *, archive_number: int | None, actor: str) -> Any:
     try:
         from .kube_volumes import remove_volumes as remove_on_kubernetes
     except ImportError:
         return None
-    return remove_on_kubernetes(context, slug, archived=archived, actor=actor)
+    return remove_on_kubernetes(context, slug, archive_number=archive_number, actor=actor)

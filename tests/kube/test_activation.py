@@ -349,9 +349,9 @@ async def test_the_service_role_grants_exactly_what_fills_collects_and_closings_
 
     from .test_volumes import archive_study
 
-    archive_study(study_home)  # its claims go once closed (a real closing calls this after the archive verified)
-    removal = await kube_volumes.remove_study_volumes(study_home.context, SLUG, archived=True, apis=apis(cluster),
-                                                      settings=settings(study_home.context))
+    number = archive_study(study_home)  # its claims go once closed (a closing calls this after the archive verified)
+    removal = await kube_volumes.remove_study_volumes(study_home.context, SLUG, archive_number=number,
+                                                      apis=apis(cluster), settings=settings(study_home.context))
     assert removal.removed == ["extract-t2d-statins"]
     called = {CALL_TO_RBAC[(verb, kind)] for verb, kind, _ in cluster.calls}
     role = next(r for r in find(rendered("default"), "Role") if r["metadata"]["name"].endswith("-service"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 
@@ -39,13 +40,13 @@ def names(claims: list[dict]) -> list[str]:
 # --- the plan, as plain data ---------------------------------------------------------------------
 
 def test_an_archived_study_loses_every_claim_the_archive_holds(options):
-    plan = kv.plan_removal(study_claims(options), SLUG, ("alice", "bob"), archived=True)
+    plan = kv.plan_removal(study_claims(options), SLUG, ("alice", "bob"), in_archive=True)
     assert plan.remove == names(study_claims(options)) and plan.keep == []
 
 
 def test_the_workspace_of_a_former_member_is_kept_and_said_why(options):
     claims = study_claims(options, members=("alice", "bob", "carol"))
-    plan = kv.plan_removal(claims, SLUG, ("alice", "bob"), archived=True)
+    plan = kv.plan_removal(claims, SLUG, ("alice", "bob"), in_archive=True)
     carol = to_manifest(workspace_claim(options, SLUG, "carol"))["metadata"]["name"]
     assert plan.keep == [kv.KeptClaim(carol, "workspace of someone no longer a member: no archive holds it")]
     assert carol not in plan.remove and len(plan.remove) == len(claims) - 1
@@ -53,9 +54,9 @@ def test_the_workspace_of_a_former_member_is_kept_and_said_why(options):
 
 
 def test_without_an_archive_only_the_extract_claims_go(options):
-    plan = kv.plan_removal(study_claims(options), SLUG, ("alice", "bob"), archived=False)
+    plan = kv.plan_removal(study_claims(options), SLUG, ("alice", "bob"), in_archive=False)
     assert plan.remove == names([c for c in study_claims(options) if c["metadata"]["name"].startswith("extract-")])
-    assert {kept.reason for kept in plan.keep} == {"the study has no final archive to hold it"}
+    assert {kept.reason for kept in plan.keep} == {"no final archive made after a workspace collect holds it"}
     assert len(plan.keep) == 3  # two workspaces and the shared folder
 
 
@@ -67,11 +68,36 @@ def test_claims_not_labelled_as_the_studys_or_of_an_unknown_kind_are_kept(option
     odd = to_manifest(shared_claim(options, SLUG))
     odd["metadata"].update(name="scratch-t2d-statins")
     odd["metadata"]["labels"]["bubble-manager.io/volume"] = "scratch"
-    plan = kv.plan_removal([stranger, hand_made, odd], SLUG, ("alice",), archived=True)
+    plan = kv.plan_removal([stranger, hand_made, odd], SLUG, ("alice",), in_archive=True)
     assert plan.remove == []
     assert [kept.reason for kept in plan.keep] == ["unknown volume kind 'scratch'",
                                                    "not labelled as a claim of this study",
                                                    "not labelled as a claim of this study"]
+
+
+def entries(*actions) -> list[SimpleNamespace]:
+    """Audit entries in order: an action, or (action, archive number)."""
+    found = []
+    for seq, item in enumerate(actions, start=1):
+        action, number = item if isinstance(item, tuple) else (item, None)
+        found.append(SimpleNamespace(seq=seq, action=action, detail={"number": number} if number else {}))
+    return found
+
+
+LOCK, COLLECT = "lifecycle.lock-workspaces", "snapshot.workspaces-collected"
+
+
+@pytest.mark.parametrize(("trail", "covered"), [
+    ((LOCK, COLLECT, ("archive.snapshot", 3)), True),
+    ((LOCK, COLLECT, ("archive.adopted", 3)), True),                      # a killed snapshot, adopted
+    ((COLLECT, LOCK, ("archive.snapshot", 3)), False),                    # collected before the lock only
+    ((LOCK, ("archive.snapshot", 3), COLLECT), False),                    # the archive was made before it
+    ((LOCK, COLLECT, ("archive.snapshot", 2), LOCK, ("archive.snapshot", 3)), False),  # a later lock, no collect
+    ((LOCK, COLLECT, ("archive.snapshot", 2)), False),                    # another archive
+    ((), False),
+])
+def test_the_claims_count_as_archived_only_if_a_collect_since_the_lock_preceded_the_archive(trail, covered):
+    assert kv.collected_before_archive(entries(*trail), 3) is covered
 
 
 def test_the_selector_names_the_study_and_the_project():
@@ -86,14 +112,22 @@ def put(cluster, claims: list[dict]) -> None:
         cluster.objects[("pvc", "bubbles", claim["metadata"]["name"])] = claim
 
 
-def archive_study(study_home) -> None:
+def archive_study(study_home, collected: bool = True) -> int:
+    """The study archived as the closing path leaves it: its audit trail shows the lock, the workspace
+    collect (if `collected`) and final archive 1. Returns that archive's number."""
     with study_home.context.store.transaction() as session:
         save_study(session, dataclasses.replace(study_home.study, state=State.archived))
+    audit = study_home.context.audit
+    audit.record(actor="system", action=LOCK, study=SLUG, detail={})
+    if collected:
+        audit.record(actor="system", action=COLLECT, study=SLUG, detail={"claims": 3})
+    audit.record(actor="system", action="archive.snapshot", study=SLUG, detail={"number": 1})
+    return 1
 
 
-async def remove(study_home, cluster, archived: bool = True):
-    return await kv.remove_study_volumes(study_home.context, SLUG, archived=archived, apis=apis(cluster),
-                                         settings=settings(study_home.context))
+async def remove(study_home, cluster, archive_number: int | None = 1):
+    return await kv.remove_study_volumes(study_home.context, SLUG, archive_number=archive_number,
+                                         apis=apis(cluster), settings=settings(study_home.context))
 
 
 def audited(study_home, action: str) -> list[dict]:
@@ -113,6 +147,16 @@ async def test_the_claims_of_an_archived_study_are_listed_by_label_and_deleted(s
     (entry,) = audited(study_home, "lifecycle.volumes-removed")
     assert entry == {"namespace": "bubbles", "removed": report.removed, "kept": [
         {"claim": carol, "reason": "workspace of someone no longer a member: no archive holds it"}]}
+
+
+async def test_without_a_collect_before_the_final_archive_the_workspaces_stay(study_home, cluster, options):
+    archive_study(study_home, collected=False)  # say an archive taken by hand, from the hub's copy, was reused
+    put(cluster, study_claims(options))
+    report = await remove(study_home, cluster)
+    assert report.removed == names([c for c in study_claims(options) if c["metadata"]["name"].startswith("extract-")])
+    assert cluster.names("pvc") == sorted(claim.claim for claim in report.kept) and len(report.kept) == 3
+    assert {kept["reason"] for kept in audited(study_home, "lifecycle.volumes-removed")[0]["kept"]} == {
+        "no final archive made after a workspace collect holds it"}
 
 
 async def test_a_study_that_is_not_archived_keeps_its_claims_and_the_refusal_is_audited(study_home, cluster, options):
@@ -140,14 +184,14 @@ async def test_a_failed_deletion_is_audited_and_a_second_run_finishes_the_job(st
 
 
 def test_the_hook_does_nothing_unless_the_site_runs_on_kubernetes(study_home):
-    assert kv.remove_volumes(study_home.context, SLUG, archived=True) is None
+    assert kv.remove_volumes(study_home.context, SLUG, archive_number=1) is None
     assert not audited(study_home, "lifecycle.volumes-remove-failed")
 
 
 async def test_the_hook_refuses_to_block_the_services_event_loop(study_home):
     study_home.context.settings.config.KubeStudyJobs.enabled = True
     with pytest.raises(RuntimeError, match="worker thread"):
-        kv.remove_volumes(study_home.context, SLUG, archived=True)
+        kv.remove_volumes(study_home.context, SLUG, archive_number=1)
 
 
 # --- the closing path ----------------------------------------------------------------------------
@@ -155,14 +199,19 @@ async def test_the_hook_refuses_to_block_the_services_event_loop(study_home):
 @pytest.fixture
 def kube_site(monkeypatch):
     """A site on the Kubernetes profile whose API is the recording fake; the collect Job is tested elsewhere
-    (test_collect.py), here the workspaces are already on the hub as a collect leaves them."""
+    (test_collect.py): here the workspaces are already on the hub as a collect leaves them, and the stand-in
+    records what a collect records."""
     from bubble_manager import lifecycle_closing
 
     from .fake_kube import FakeCluster
 
     fake = FakeCluster()
     monkeypatch.setattr(kv, "in_cluster_apis", lambda: apis(fake))
-    monkeypatch.setattr(lifecycle_closing, "collect_workspaces", lambda context, slug, actor: None)
+
+    def collected(context, slug, actor):  # what a collect that found the claims' files on the hub records
+        context.audit.record(actor=actor, action="snapshot.workspaces-collected", study=slug, detail={"claims": 3})
+
+    monkeypatch.setattr(lifecycle_closing, "collect_workspaces", collected)
     return fake
 
 
