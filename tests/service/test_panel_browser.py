@@ -1,8 +1,9 @@
 """The whole flow in a real browser (Playwright driving Debian's Chromium) against a real hub with
 bwrap bubbles and the panel: a researcher requests, a steward asks for changes, the researcher
 resubmits, the steward approves, an admin activates (the extract is built), the researcher opens
-the bubble in JupyterLab, the admin sees it in the operations list and revokes the study, which
-stops the bubble. A screenshot of each page is saved under test-artifacts/panel/.
+the bubble in JupyterLab, the admin sees it in the operations list (and the audit log with its
+integrity status, the archives, the access review) and revokes the study, which stops the bubble.
+A screenshot of each page is saved under test-artifacts/panel/.
 """
 
 from __future__ import annotations
@@ -175,6 +176,16 @@ def test_request_review_activate_open_list_and_revoke(bubble_hub, chromium):
     row = ada.page.locator(f'tr[data-study="{SLUG}"]')
     assert row.count() == 1 and row.locator(".bubble-status").inner_text() in ("running", "idle")
     ada.shot("11-admin-bubbles")
+    ada.open(f"admin/audit?study={SLUG}")
+    assert "Chain intact" in ada.page.inner_text("#integrity")
+    assert ada.page.locator("#audit-entries tbody tr").count() >= 6
+    ada.shot("11a-admin-audit")
+    ada.open("admin/archives")
+    assert ada.page.locator("#archives").count() == 1
+    ada.shot("11b-admin-archives")
+    ada.open("admin/access")
+    assert ada.page.locator("#access-people").count() == 1
+    ada.shot("11c-admin-access-review")
     ada.open(f"studies/{SLUG}")
     ada.page.fill('#revoke-form input[name="comment"]', "Test of the revocation path.")
     ada.page.click("#revoke-study")
