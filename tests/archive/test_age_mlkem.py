@@ -500,8 +500,11 @@ def test_cctv_file_key_matches_what_we_unwrap():
 # --- interoperability: typage (npm age-encryption) ------------------------------------------
 
 TYPAGE_SCRIPT = TYPAGE_DIR / "interop.mjs"
+# The Node.js that `make node-runtime` installs when the machine's is too old (Debian 12's is 18).
+PRIVATE_NODE = Path(__file__).resolve().parents[2] / ".tools" / "node" / "node_modules" / ".bin" / "node"
+NODE = str(PRIVATE_NODE) if PRIVATE_NODE.exists() else shutil.which("node")
 needs_typage = pytest.mark.skipif(
-    shutil.which("node") is None or not (TYPAGE_DIR / "node_modules" / "age-encryption").is_dir(),
+    NODE is None or not (TYPAGE_DIR / "node_modules" / "age-encryption").is_dir(),
     reason="typage not installed: `make test` installs it (mk/pq.mk, target typage-deps, "
     "npm ci in tests/archive/typage) and needs node on PATH",
 )
@@ -510,7 +513,7 @@ INTEROP_SIZES = [0, 1000, 3 * CHUNK_SIZE + 17]
 
 def typage(*args: str) -> bytes:
     result = subprocess.run(
-        ["node", str(TYPAGE_SCRIPT), *args], capture_output=True, timeout=120, cwd=TYPAGE_DIR
+        [NODE, str(TYPAGE_SCRIPT), *args], capture_output=True, timeout=120, cwd=TYPAGE_DIR
     )
     if result.returncode != 0:
         raise RuntimeError(result.stderr.decode(errors="replace").strip())
