@@ -108,6 +108,11 @@ def shared_claim_name(slug: str) -> str:
     return short_name("shared", slug)
 
 
+def study_claim_selector(slug: str) -> str:
+    """The label selector of every claim of a study, as `_claim` labels them."""
+    return f"{STUDY_LABEL}={slug},app.kubernetes.io/part-of=bubble-manager"
+
+
 def bubble_label_value(pod_name: str) -> str:
     return short_name(pod_name)
 

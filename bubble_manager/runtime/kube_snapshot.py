@@ -4,14 +4,16 @@ Workspaces and the shared folder are claims of the bubbles namespace; the archiv
 service (the hub's private key, the study's keys and the store never leave the release
 namespace). `collect_study_workspaces(context, slug)`:
 
-1. finds which of the study's claims exist (a member who never opened a bubble has none);
+1. finds which of the study's claims exist (a member who never opened a bubble has none), for its
+   members and its former members (`workspace_transfer.members_ever`);
 2. issues a one-time transfer token (purpose `workspace-upload`) bound to the study and the Job;
 3. runs the collect Job (`python -m bubble_manager.runtime.kube_collect` in the bubble image), the
    claims mounted read-only, behind its own NetworkPolicy (egress to the service port only), its
    secret holding the token alone; secret and policy are deleted when it ends;
 4. succeeds only if the service recorded the whole upload as received and installed under
    `studies/<slug>/workspaces` and `shared` (`snapshot.workspaces-received`), then audits
-   `snapshot.workspaces-collected`.
+   `snapshot.workspaces-collected` with the names of the claims it took (a closing deletes only
+   those, `kube_volumes`).
 
 `collect_workspaces(context, slug)` is the hook for the closing path, right before the snapshot
 and after the study's bubbles have stopped (read-write-once claims cannot be mounted twice): a
@@ -28,10 +30,11 @@ from urllib.parse import urljoin
 
 from ..store import load_study
 from . import transfer_tokens
+from .workspace_transfer import members_ever
 from .kube_activation import (KubeApis, KubeStudyJobs, in_cluster_apis, kube_options, service_peer, transfer_url)
 from .kube_checks import UnsafeObject, job_policy_problems, pod_problems, require_safe
 from .kube_jobs import JobResources, job_name, job_network_policy, job_secret, snapshot_job
-from .kube_objects import shared_claim_name, to_manifest, workspace_claim_name
+from .kube_objects import shared_claim_name, study_claim_selector, to_manifest, workspace_claim_name
 from .kube_runner import JobFailed, StudyJobRunner
 
 COLLECT_COMMAND = ("python", "-m", "bubble_manager.runtime.kube_collect")
@@ -58,19 +61,12 @@ def upload_url(settings: KubeStudyJobs, slug: str) -> str:
 
 async def _existing_claims(apis: KubeApis, namespace: str, slug: str, members: tuple[str, ...]
                            ) -> tuple[list[str], bool]:
-    from kubernetes_asyncio.client.rest import ApiException
-
-    async def exists(name: str) -> bool:
-        try:
-            await apis.core.read_namespaced_persistent_volume_claim(name=name, namespace=namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
-
-    with_workspace = [member for member in members if await exists(workspace_claim_name(slug, member))]
-    return with_workspace, await exists(shared_claim_name(slug))
+    """Which of `members` have a workspace claim, and whether the study has a shared claim."""
+    listed = await apis.core.list_namespaced_persistent_volume_claim(namespace=namespace,
+                                                                     label_selector=study_claim_selector(slug))
+    names = {item.metadata.name for item in listed.items or []}
+    return [member for member in members if workspace_claim_name(slug, member) in names], \
+        shared_claim_name(slug) in names
 
 
 async def collect_study_workspaces(context: Any, slug: str, *, actor: str = "system", apis: KubeApis | None = None,
@@ -88,11 +84,11 @@ async def collect_study_workspaces(context: Any, slug: str, *, actor: str = "sys
     own_apis = apis is None
     apis = apis or in_cluster_apis()
     try:
-        members, shared = await _existing_claims(apis, settings.namespace, slug, study.members)
+        members, shared = await _existing_claims(apis, settings.namespace, slug, members_ever(context, study))
         report = CollectReport(slug, None, members, shared)
         if not members and not shared:
             context.audit.record(actor=actor, action="snapshot.workspaces-collected", study=slug,
-                                 detail={"claims": 0, "reason": "no bubble was ever opened"})
+                                 detail={"claims": 0, "claim_names": [], "reason": "no bubble was ever opened"})
             return report
         report.job = job_name("snapshot", slug, secrets.token_hex(3))
         token = transfer_tokens.issue(context, study=slug, purpose=transfer_tokens.WORKSPACE_UPLOAD, job=report.job,
@@ -132,7 +128,7 @@ async def collect_study_workspaces(context: Any, slug: str, *, actor: str = "sys
                 if e.detail.get("token") == token.token_id]
     report.received = {key: value for key, value in received[-1].items() if key in ("files", "folders", "bytes")}
     context.audit.record(actor=actor, action="snapshot.workspaces-collected", study=slug, detail={
-        "job": report.job, "claims": len(members) + int(shared), **report.received})
+        "job": report.job, "claims": len(claims), "claim_names": sorted(claims), **report.received})
     return report
 
 

@@ -8,12 +8,12 @@ is that step for the claims:
 1. the study must be archived (the closing path's `archive` step ran), else nothing is touched;
 2. it lists the claims labelled with the study (`bubble-manager.io/study`, part of bubble-manager);
 3. `plan_removal` (pure) decides claim by claim: extract claims go (the extract is the hub's and
-   is in the archive); the shared claim and the workspace claims of the study's members go only if
-   the final archive holds them, that is if a workspace collect completed after the workspaces
-   were locked and before that archive was made (`collected_before_archive`, read from the audit
-   log: an archive taken without a collect, say by hand, holds the hub's copy, not the claims);
-   any other claim (the workspace of someone no longer a member, which no collect took, or a
-   volume kind we did not make) is kept and reported for an administrator;
+   is in the archive); a workspace or shared claim goes only if the final archive holds it, that
+   is if the workspace collect that completed after the workspaces were locked and before that
+   archive was made took it (`collected_claims`, read from the audit log: an archive taken
+   without a collect, say by hand, holds the hub's copy, not the claims); any other claim (one
+   that collect did not take, or a volume kind we did not make) is kept and reported for an
+   administrator;
 4. it deletes the claims to remove (a claim already gone counts as removed) and audits
    `lifecycle.volumes-removed` with the names removed and kept, or `lifecycle.volumes-remove-failed`.
 
@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 
 from ..store import load_study
 from .kube_activation import KubeApis, KubeStudyJobs, in_cluster_apis
-from .kube_objects import STUDY_LABEL, VOLUME_LABEL, shared_claim_name, to_manifest, workspace_claim_name
+from .kube_objects import STUDY_LABEL, VOLUME_LABEL, study_claim_selector, to_manifest
 
 PART_OF = ("app.kubernetes.io/part-of", "bubble-manager")
 REMOVABLE_STATES = ("archived",)
@@ -67,32 +67,25 @@ class VolumeRemoval:
 
 # --- pure parts ----------------------------------------------------------------------------------
 
-def study_claim_selector(slug: str) -> str:
-    """The label selector of a study's claims, as the builders label them."""
-    return f"{STUDY_LABEL}={slug},{PART_OF[0]}={PART_OF[1]}"
-
-
-def collected_before_archive(entries: Iterable[Any], archive_number: int) -> bool:
-    """Whether the study's audit entries (in order) show a workspace collect that completed after the
-    workspaces were last locked and before archive `archive_number` was written (or adopted)."""
-    locked = collected = None
+def collected_claims(entries: Iterable[Any], archive_number: int) -> frozenset[str]:
+    """The claims the workspace collect took, if it completed after the workspaces were last locked and
+    before archive `archive_number` was written (or adopted), from the study's audit entries in order;
+    none otherwise."""
+    locked, taken = False, frozenset()
     for entry in entries:
         if entry.action == "lifecycle.lock-workspaces":
-            locked, collected = entry.seq, None
-        elif entry.action == "snapshot.workspaces-collected" and locked is not None:
-            collected = entry.seq
+            locked, taken = True, frozenset()
+        elif entry.action == "snapshot.workspaces-collected" and locked:
+            taken = frozenset(name for name in entry.detail.get("claim_names") or [] if isinstance(name, str))
         elif entry.action in ("archive.snapshot", "archive.adopted") and entry.detail.get("number") == archive_number:
-            return collected is not None
-    return False
+            return taken
+    return frozenset()
 
 
-def plan_removal(claims: Iterable[Mapping[str, Any]], slug: str, members: Iterable[str], *, in_archive: bool
-                 ) -> RemovalPlan:
-    """Which of these claim manifests go and which stay (with the reason), for a closed study.
-
-    `in_archive`: the verified final archive holds the study's workspaces and shared folder as the
-    claims held them (`collected_before_archive`)."""
-    covered = {workspace_claim_name(slug, member) for member in members} | {shared_claim_name(slug)}
+def plan_removal(claims: Iterable[Mapping[str, Any]], slug: str, in_archive: Iterable[str]) -> RemovalPlan:
+    """Which of these claim manifests go and which stay (with the reason), for a closed study whose verified
+    final archive holds the workspace and shared claims `in_archive` (`collected_claims`)."""
+    in_archive = set(in_archive)
     plan = RemovalPlan()
     for claim in claims:
         metadata = claim.get("metadata") or {}
@@ -103,10 +96,8 @@ def plan_removal(claims: Iterable[Mapping[str, Any]], slug: str, members: Iterab
             plan.remove.append(name)
         elif labels.get(VOLUME_LABEL) not in ("workspace", "shared"):
             plan.keep.append(KeptClaim(name, f"unknown volume kind {labels.get(VOLUME_LABEL)!r}"))
-        elif name not in covered:
-            plan.keep.append(KeptClaim(name, "workspace of someone no longer a member: no archive holds it"))
-        elif not in_archive:
-            plan.keep.append(KeptClaim(name, "no final archive made after a workspace collect holds it"))
+        elif name not in in_archive:
+            plan.keep.append(KeptClaim(name, "no workspace collect before the final archive took it"))
         else:
             plan.remove.append(name)
     plan.remove.sort()
@@ -133,16 +124,15 @@ async def remove_study_volumes(context: Any, slug: str, *, archive_number: int |
                              detail={"reason": "not-archived", "state": state})
         raise VolumeRemovalError(f"study {slug} is {state}, not archived: its volume claims are kept (they are "
                                  "removed by the closing path, after the final archive is verified)")
-    in_archive = bool(archive_number) and collected_before_archive(
-        context.audit.entries(study=slug, limit=None), archive_number)
+    in_archive = collected_claims(context.audit.entries(study=slug, limit=None), archive_number) \
+        if archive_number else frozenset()
     report = VolumeRemoval(slug)
     own_apis = apis is None
     apis = apis or in_cluster_apis()
     try:
         listed = await apis.core.list_namespaced_persistent_volume_claim(
             namespace=settings.namespace, label_selector=study_claim_selector(slug))
-        plan = plan_removal([to_manifest(item) for item in listed.items or []], slug, study.members,
-                            in_archive=in_archive)
+        plan = plan_removal([to_manifest(item) for item in listed.items or []], slug, in_archive)
         report.kept = plan.keep
         for name in plan.remove:
             try:

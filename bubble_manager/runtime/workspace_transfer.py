@@ -3,11 +3,12 @@
 The upload is a tar written from files researchers controlled: hostile input. It is never handed
 to `tarfile.extract*`: each member is checked and written by hand into a fresh staging folder,
 where nothing but folders and regular files is ever created, so no path can lead out of it.
-Accepted: `workspaces/<member folder>/...` for this study's members, and `shared/...`; folders and
-regular files only. Anything else (a link, a device, an absolute or escaping path, an unknown
-member folder, a name twice, too many members or too deep a path) refuses the whole upload and
-leaves the hub's copy as it was. Once checked, the staging `workspaces/` and `shared/` replace the
-study's on the hub home, where the archive subsystem's snapshot reads them as on a local site.
+Accepted: `workspaces/<member folder>/...` for this study's members and former members
+(`members_ever`), and `shared/...`; folders and regular files only. Anything else (a link, a
+device, an absolute or escaping path, an unknown member folder, a name twice, too many members or
+too deep a path) refuses the whole upload and leaves the hub's copy as it was. Once checked, the
+staging `workspaces/` and `shared/` replace the study's on the hub home, where the archive
+subsystem's snapshot reads them as on a local site.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Any, Iterable
 
 from .spec import StudyPaths, member_dir_name
 
@@ -49,6 +50,18 @@ class UnpackReport:
 
     def as_dict(self) -> dict[str, int]:
         return {"files": self.files, "folders": self.folders, "bytes": self.bytes}
+
+
+def members_ever(context: Any, study: Any) -> tuple[str, ...]:
+    """The study's members, then everyone an approved amendment removed (from the audit log): whose
+    workspaces a collect brings and an upload may hold. As on a local site, a former member's
+    workspace stays with the study until it is archived."""
+    former: list[str] = []
+    for entry in context.audit.entries(study=study.slug, action="study.amended", limit=None):
+        for name in entry.detail.get("remove") or []:
+            if isinstance(name, str) and name not in study.members and name not in former:
+                former.append(name)
+    return (*study.members, *former)
 
 
 def member_folders(members: Iterable[str]) -> set[str]:

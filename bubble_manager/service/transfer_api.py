@@ -271,8 +271,9 @@ class WorkspaceUploadHandler(TransferHandler):
         self._upload.close()
         paths = StudyPaths(self.context.home, slug)
         try:
-            report = await asyncio.to_thread(workspace_transfer.receive, self._upload_path, paths,
-                                             self._study.members, staging_name=f".incoming-{secrets.token_hex(6)}")
+            members = await asyncio.to_thread(workspace_transfer.members_ever, self.context, self._study)
+            report = await asyncio.to_thread(workspace_transfer.receive, self._upload_path, paths, members,
+                                             staging_name=f".incoming-{secrets.token_hex(6)}")
         except workspace_transfer.UploadRefused as refused:
             self.context.audit.record(actor=actor, action="transfer.refused", study=slug, detail={
                 "token": self._grant.token_id, "reason": refused.reason})

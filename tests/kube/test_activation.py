@@ -312,8 +312,8 @@ CALL_TO_RBAC = {  # the fake API's (verb, kind) -> (API group, resource, RBAC ve
     ("delete", "networkpolicy"): ("networking.k8s.io", "networkpolicies", "delete"),
     ("create", "job"): ("batch", "jobs", "create"), ("delete", "job"): ("batch", "jobs", "delete"),
     ("read", "job"): ("batch", "jobs/status", "get"),  # read_namespaced_job_status
-    ("read", "pvc"): ("", "persistentvolumeclaims", "get"),  # which workspace claims a collect mounts
-    ("list", "pvc"): ("", "persistentvolumeclaims", "list"),  # a closed study's claims, by label
+    ("read", "pvc"): ("", "persistentvolumeclaims", "get"),
+    ("list", "pvc"): ("", "persistentvolumeclaims", "list"),  # a study's claims by label: to collect, to delete
     ("delete", "pvc"): ("", "persistentvolumeclaims", "delete"),  # ... deleted once its archive is verified
 }
 

@@ -92,7 +92,7 @@ def test_the_chart_refuses_inconsistent_values(extra, message):
 # --- least privilege ----------------------------------------------------------------------------
 
 HUB_RESOURCES = {"pods", "persistentvolumeclaims", "services", "events", "networkpolicies"}
-SERVICE_RULES = {("", "persistentvolumeclaims"): {"get", "list", "create", "patch", "delete"},
+SERVICE_RULES = {("", "persistentvolumeclaims"): {"list", "create", "patch", "delete"},
                  ("", "secrets"): {"create", "patch", "delete"},
                  ("networking.k8s.io", "networkpolicies"): {"create", "update", "delete"},
                  ("batch", "jobs"): {"create", "delete"}, ("batch", "jobs/status"): {"get"}}

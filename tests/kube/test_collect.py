@@ -19,7 +19,7 @@ from traitlets.config import Config
 
 from bubble_manager.runtime import kube_collect, kube_snapshot as ks, transfer_tokens as tt
 from bubble_manager.runtime import workspace_transfer as wt
-from bubble_manager.runtime.kube_objects import shared_claim, to_manifest, workspace_claim
+from bubble_manager.runtime.kube_objects import shared_claim, study_claim_selector, to_manifest, workspace_claim
 from bubble_manager.runtime.spec import StudyPaths, member_dir_name
 
 from .test_activation import SLUG, apis, settings
@@ -126,7 +126,7 @@ async def test_uploads_without_a_good_token_or_through_a_proxy_change_nothing(st
 async def test_a_study_that_is_not_live_takes_no_upload(study_home, transfer_service):
     from dataclasses import replace
 
-    from bubble_manager.store import save_study
+    from bubble_manager.store import load_study, save_study
     from bubble_manager.studies import State
 
     with study_home.context.store.transaction() as session:
@@ -287,13 +287,45 @@ async def test_end_to_end_the_collect_job_brings_the_claims_to_the_hub(study_hom
     assert sorted(on_hub(paths)) == sorted([f"workspaces/{ALICE}/analysis.ipynb", f"workspaces/{ALICE}/data/table.csv",
                                             f"workspaces/{ALICE}/résumé €.txt", "shared/results/figure.png"])
     verbs = [(verb, kind) for verb, kind, _ in cluster.calls if verb != "read"]
-    assert verbs == [("create", "networkpolicy"), ("create", "secret"), ("create", "job"), ("patch", "secret"),
-                     ("delete", "secret"), ("delete", "networkpolicy")]
+    assert verbs == [("list", "pvc"), ("create", "networkpolicy"), ("create", "secret"), ("create", "job"),
+                     ("patch", "secret"), ("delete", "secret"), ("delete", "networkpolicy")]
     job = cluster.objects[("job", "bubbles", report.job)]
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == list(ks.COLLECT_COMMAND)
     assert sorted(cluster.deleted[("secret", report.job)]["stringData"]) == ["transfer-token"]
     actions = [e.action for e in study_home.context.audit.entries(study=SLUG, limit=None)]
     assert actions[-3:] == ["transfer.redeemed", "snapshot.workspaces-received", "snapshot.workspaces-collected"]
+    (collected,) = study_home.context.audit.entries(study=SLUG, action="snapshot.workspaces-collected", limit=None)
+    assert collected.detail["claim_names"] == sorted(claims)  # what a closing may delete
+
+
+async def test_the_workspace_of_a_former_member_is_collected_too(study_home, cluster, options, transfer_service,
+                                                                  tmp_path):
+    """As on a local site, bob's workspace stays with the study after an amendment removed him, until it is
+    archived: the collect takes it and the service accepts his folder (from the audit log), no one else's."""
+    import dataclasses
+
+    from bubble_manager.store import load_study, save_study
+
+    with study_home.context.store.transaction() as session:
+        save_study(session, dataclasses.replace(study_home.study, members=("alice",)))
+    study_home.context.audit.record(actor="sam", action="study.amended", study=SLUG, detail={
+        "kind": "members", "ends": None, "add": [], "remove": ["bob"]})
+    claims = claims_in_cluster(cluster, options, tmp_path, members=("alice", "bob", "carol"))  # carol: never one
+    carol = to_manifest(workspace_claim(options, SLUG, "carol"))["metadata"]["name"]
+    cluster.job_runner = collect_runner({k: v for k, v in claims.items() if k != carol}, tmp_path / "secrets")
+    report = await collect(study_home, cluster, transfer_service.port)
+    assert report.members == ["alice", "bob"]
+    assert f"workspaces/{BOB}/notes.md" in on_hub(StudyPaths(study_home.home, SLUG))
+    job = cluster.objects[("job", "bubbles", report.job)]
+    mounted = {v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"]
+               if "persistentVolumeClaim" in v}
+    assert carol not in mounted and len(mounted) == 3
+    with study_home.context.store.transaction() as session:
+        study = load_study(session, SLUG)
+    assert wt.members_ever(study_home.context, study) == ("alice", "bob")
+    with pytest.raises(wt.UploadRefused, match="not a member"):  # a folder of no member, past or present
+        wt.checked_path(f"workspaces/{member_dir_name('carol')}/x", wt.member_folders(("alice", "bob")),
+                        wt.UploadLimits())
 
 
 async def test_a_failed_collect_job_says_do_not_archive(study_home, cluster, options, tmp_path):
@@ -310,7 +342,9 @@ async def test_a_failed_collect_job_says_do_not_archive(study_home, cluster, opt
 async def test_a_study_whose_bubbles_never_opened_has_nothing_to_collect(study_home, cluster):
     report = await collect(study_home, cluster, 10101)
     assert report.job is None and cluster.names("job") == []
-    assert [verb for verb, _, _ in cluster.calls] == ["read", "read", "read"]
+    assert cluster.calls == [("list", "pvc", study_claim_selector(SLUG))]
+    (collected,) = study_home.context.audit.entries(study=SLUG, action="snapshot.workspaces-collected", limit=None)
+    assert collected.detail["claim_names"] == []
 
 
 def test_the_hook_does_nothing_unless_the_site_runs_on_kubernetes(study_home):

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from bubble_manager.runtime import kube_volumes as kv
-from bubble_manager.runtime.kube_objects import (KubeOptions, extract_claim, shared_claim, to_manifest,
-                                                 workspace_claim)
+from bubble_manager.runtime.kube_objects import (KubeOptions, extract_claim, shared_claim, study_claim_selector,
+                                                 to_manifest, workspace_claim)
 from bubble_manager.store import save_study
 from bubble_manager.studies import State
 
@@ -39,24 +39,29 @@ def names(claims: list[dict]) -> list[str]:
 
 # --- the plan, as plain data ---------------------------------------------------------------------
 
+def collected(claims: list[dict]) -> set[str]:
+    """What a collect takes of these claims: the workspace and shared ones."""
+    return {c["metadata"]["name"] for c in claims if not c["metadata"]["name"].startswith("extract-")}
+
+
 def test_an_archived_study_loses_every_claim_the_archive_holds(options):
-    plan = kv.plan_removal(study_claims(options), SLUG, ("alice", "bob"), in_archive=True)
+    plan = kv.plan_removal(study_claims(options), SLUG, collected(study_claims(options)))
     assert plan.remove == names(study_claims(options)) and plan.keep == []
 
 
-def test_the_workspace_of_a_former_member_is_kept_and_said_why(options):
+def test_a_workspace_no_collect_took_is_kept_and_said_why(options):
     claims = study_claims(options, members=("alice", "bob", "carol"))
-    plan = kv.plan_removal(claims, SLUG, ("alice", "bob"), in_archive=True)
     carol = to_manifest(workspace_claim(options, SLUG, "carol"))["metadata"]["name"]
-    assert plan.keep == [kv.KeptClaim(carol, "workspace of someone no longer a member: no archive holds it")]
+    plan = kv.plan_removal(claims, SLUG, collected(claims) - {carol})
+    assert plan.keep == [kv.KeptClaim(carol, "no workspace collect before the final archive took it")]
     assert carol not in plan.remove and len(plan.remove) == len(claims) - 1
     assert to_manifest(extract_claim(per_member(options), SLUG, "carol"))["metadata"]["name"] in plan.remove
 
 
-def test_without_an_archive_only_the_extract_claims_go(options):
-    plan = kv.plan_removal(study_claims(options), SLUG, ("alice", "bob"), in_archive=False)
+def test_without_a_collect_before_the_archive_only_the_extract_claims_go(options):
+    plan = kv.plan_removal(study_claims(options), SLUG, frozenset())
     assert plan.remove == names([c for c in study_claims(options) if c["metadata"]["name"].startswith("extract-")])
-    assert {kept.reason for kept in plan.keep} == {"no final archive made after a workspace collect holds it"}
+    assert {kept.reason for kept in plan.keep} == {"no workspace collect before the final archive took it"}
     assert len(plan.keep) == 3  # two workspaces and the shared folder
 
 
@@ -68,7 +73,7 @@ def test_claims_not_labelled_as_the_studys_or_of_an_unknown_kind_are_kept(option
     odd = to_manifest(shared_claim(options, SLUG))
     odd["metadata"].update(name="scratch-t2d-statins")
     odd["metadata"]["labels"]["bubble-manager.io/volume"] = "scratch"
-    plan = kv.plan_removal([stranger, hand_made, odd], SLUG, ("alice",), in_archive=True)
+    plan = kv.plan_removal([stranger, hand_made, odd], SLUG, collected([stranger, hand_made, odd]))
     assert plan.remove == []
     assert [kept.reason for kept in plan.keep] == ["unknown volume kind 'scratch'",
                                                    "not labelled as a claim of this study",
@@ -76,33 +81,35 @@ def test_claims_not_labelled_as_the_studys_or_of_an_unknown_kind_are_kept(option
 
 
 def entries(*actions) -> list[SimpleNamespace]:
-    """Audit entries in order: an action, or (action, archive number)."""
+    """Audit entries in order: an action, (archive action, number) or (collect action, claim names)."""
     found = []
     for seq, item in enumerate(actions, start=1):
-        action, number = item if isinstance(item, tuple) else (item, None)
-        found.append(SimpleNamespace(seq=seq, action=action, detail={"number": number} if number else {}))
+        action, value = item if isinstance(item, tuple) else (item, None)
+        detail = {"claim_names": value} if action == COLLECT else {"number": value} if value else {}
+        found.append(SimpleNamespace(seq=seq, action=action, detail=detail))
     return found
 
 
-LOCK, COLLECT = "lifecycle.lock-workspaces", "snapshot.workspaces-collected"
+LOCK, COLLECT, TOOK = "lifecycle.lock-workspaces", "snapshot.workspaces-collected", ["shared-x", "workspace-x-a"]
 
 
-@pytest.mark.parametrize(("trail", "covered"), [
-    ((LOCK, COLLECT, ("archive.snapshot", 3)), True),
-    ((LOCK, COLLECT, ("archive.adopted", 3)), True),                      # a killed snapshot, adopted
-    ((COLLECT, LOCK, ("archive.snapshot", 3)), False),                    # collected before the lock only
-    ((LOCK, ("archive.snapshot", 3), COLLECT), False),                    # the archive was made before it
-    ((LOCK, COLLECT, ("archive.snapshot", 2), LOCK, ("archive.snapshot", 3)), False),  # a later lock, no collect
-    ((LOCK, COLLECT, ("archive.snapshot", 2)), False),                    # another archive
-    ((), False),
+@pytest.mark.parametrize(("trail", "taken"), [
+    ((LOCK, (COLLECT, TOOK), ("archive.snapshot", 3)), TOOK),
+    ((LOCK, (COLLECT, TOOK), ("archive.adopted", 3)), TOOK),              # a killed snapshot, adopted
+    ((LOCK, (COLLECT, ["shared-x"]), (COLLECT, TOOK), ("archive.snapshot", 3)), TOOK),  # the last collect counts
+    (((COLLECT, TOOK), LOCK, ("archive.snapshot", 3)), []),               # collected before the lock only
+    ((LOCK, ("archive.snapshot", 3), (COLLECT, TOOK)), []),               # the archive was made before it
+    ((LOCK, (COLLECT, TOOK), ("archive.snapshot", 2), LOCK, ("archive.snapshot", 3)), []),  # relocked, no collect
+    ((LOCK, (COLLECT, TOOK), ("archive.snapshot", 2)), []),               # another archive
+    ((LOCK, (COLLECT, None), ("archive.snapshot", 3)), []),               # a collect that names nothing
+    ((), []),
 ])
-def test_the_claims_count_as_archived_only_if_a_collect_since_the_lock_preceded_the_archive(trail, covered):
-    assert kv.collected_before_archive(entries(*trail), 3) is covered
+def test_only_claims_a_collect_took_between_the_lock_and_the_archive_count_as_archived(trail, taken):
+    assert kv.collected_claims(entries(*trail), 3) == frozenset(taken)
 
 
 def test_the_selector_names_the_study_and_the_project():
-    assert kv.study_claim_selector(SLUG) == \
-        "bubble-manager.io/study=t2d-statins,app.kubernetes.io/part-of=bubble-manager"
+    assert study_claim_selector(SLUG) == "bubble-manager.io/study=t2d-statins,app.kubernetes.io/part-of=bubble-manager"
 
 
 # --- the adapter against the recording API ----------------------------------------------------------
@@ -112,6 +119,12 @@ def put(cluster, claims: list[dict]) -> None:
         cluster.objects[("pvc", "bubbles", claim["metadata"]["name"])] = claim
 
 
+def took(slug: str, members=("alice", "bob")) -> set[str]:
+    options = KubeOptions(namespace="bubbles", hub_namespace="bubble-manager", hub_pod_labels=HUB_LABELS,
+                          proxy_pod_labels=PROXY_LABELS, image="bubble:0.1.0")
+    return collected(study_claims(options, slug, members))
+
+
 def archive_study(study_home, collected: bool = True) -> int:
     """The study archived as the closing path leaves it: its audit trail shows the lock, the workspace
     collect (if `collected`) and final archive 1. Returns that archive's number."""
@@ -119,8 +132,8 @@ def archive_study(study_home, collected: bool = True) -> int:
         save_study(session, dataclasses.replace(study_home.study, state=State.archived))
     audit = study_home.context.audit
     audit.record(actor="system", action=LOCK, study=SLUG, detail={})
-    if collected:
-        audit.record(actor="system", action=COLLECT, study=SLUG, detail={"claims": 3})
+    if collected:  # what the collect took of the claims the test puts in the cluster (members alice and bob)
+        audit.record(actor="system", action=COLLECT, study=SLUG, detail={"claim_names": sorted(took(SLUG))})
     audit.record(actor="system", action="archive.snapshot", study=SLUG, detail={"number": 1})
     return 1
 
@@ -146,7 +159,7 @@ async def test_the_claims_of_an_archived_study_are_listed_by_label_and_deleted(s
     assert cluster.names("pvc") == sorted(names(other) + [carol])    # another study's claims are untouched
     (entry,) = audited(study_home, "lifecycle.volumes-removed")
     assert entry == {"namespace": "bubbles", "removed": report.removed, "kept": [
-        {"claim": carol, "reason": "workspace of someone no longer a member: no archive holds it"}]}
+        {"claim": carol, "reason": "no workspace collect before the final archive took it"}]}
 
 
 async def test_without_a_collect_before_the_final_archive_the_workspaces_stay(study_home, cluster, options):
@@ -156,7 +169,7 @@ async def test_without_a_collect_before_the_final_archive_the_workspaces_stay(st
     assert report.removed == names([c for c in study_claims(options) if c["metadata"]["name"].startswith("extract-")])
     assert cluster.names("pvc") == sorted(claim.claim for claim in report.kept) and len(report.kept) == 3
     assert {kept["reason"] for kept in audited(study_home, "lifecycle.volumes-removed")[0]["kept"]} == {
-        "no final archive made after a workspace collect holds it"}
+        "no workspace collect before the final archive took it"}
 
 
 async def test_a_study_that_is_not_archived_keeps_its_claims_and_the_refusal_is_audited(study_home, cluster, options):
@@ -208,10 +221,11 @@ def kube_site(monkeypatch):
     fake = FakeCluster()
     monkeypatch.setattr(kv, "in_cluster_apis", lambda: apis(fake))
 
-    def collected(context, slug, actor):  # what a collect that found the claims' files on the hub records
-        context.audit.record(actor=actor, action="snapshot.workspaces-collected", study=slug, detail={"claims": 3})
+    def collect(context, slug, actor):  # what a collect that took the claims of alice and bob records
+        context.audit.record(actor=actor, action="snapshot.workspaces-collected", study=slug,
+                             detail={"claim_names": sorted(took(slug))})
 
-    monkeypatch.setattr(lifecycle_closing, "collect_workspaces", collected)
+    monkeypatch.setattr(lifecycle_closing, "collect_workspaces", collect)
     return fake
 
 
