@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from sqlalchemy.exc import DBAPIError
+
 from . import __version__
 from .catalog import CatalogError
 from .cli_common import (EXIT_ERROR, EXIT_FAILED, EXIT_OK, CommandError, emit,
@@ -113,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except DBAPIError as error:  # the database went away or refused a statement after opening
+        reason = str(error.orig or error).strip().splitlines()[0]
+        print(f"error: the database failed: {reason}; nothing more was done (retry once it is back)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 # --- handlers ------------------------------------------------------------------------------------

@@ -184,10 +184,11 @@ class Store:
         """Bring the schema to the newest alembic revision (creates it on an empty database)."""
         from alembic import command
 
-        with self.engine.begin() as connection:
-            config = alembic_config(self.url)
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with self._reachable():
+            with self.engine.begin() as connection:
+                config = alembic_config(self.url)
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
 
     def check_schema(self) -> None:
         """Refuse to work on a database whose schema is not the current revision."""
@@ -195,7 +196,7 @@ class Store:
         from alembic.script import ScriptDirectory
 
         head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
-        with self.engine.connect() as connection:
+        with self._reachable(), self.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
         if current != head:
             raise StoreError(f"the database {safe_url(self.url)} is at schema {current or 'none'}, this version needs "
@@ -203,6 +204,18 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Turn a database that cannot be opened into a StoreError naming it (never its password)."""
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            yield
+        except OperationalError as error:
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise StoreError(f"cannot open the database {safe_url(self.url)}: {reason}; check --db "
+                             "(c.BubbleManager.db_url) and that the database server runs and lets you in") from None
 
 
 def alembic_config(url: str):

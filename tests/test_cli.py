@@ -135,3 +135,14 @@ def test_a_cohort_query_the_extract_would_refuse_is_refused_at_submission(cli, t
     assert "cohort query is refused" in err
     out, _ = cli("--json", "studies", "show", "t2d-statins")
     assert json.loads(out)["state"] == "draft"
+
+
+def test_an_unreachable_database_is_an_error_not_a_broken_chain(bm_home, capsys):
+    # `audit verify` exits 1 only for a broken chain: a database it cannot open is exit 2, no traceback.
+    url = "postgresql+psycopg://auditor:s3cret@/bm?host=/nonexistent-socket-dir"
+    for command in (["audit", "verify"], ["studies", "list"]):
+        code = main(["--home", str(bm_home), "--db", url, *command])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.startswith("error: cannot open the database postgresql+psycopg://auditor:***@")
+        assert "s3cret" not in err and "Traceback" not in err

@@ -92,3 +92,17 @@ def test_unmigrated_database_is_refused(tmp_path):
 def test_unsupported_url_refused():
     with pytest.raises(StoreError, match="sqlite:///PATH or postgresql"):
         Store("mysql://user:secret@host/db")
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("postgresql+psycopg://auditor:s3cret@/bm?host=/nonexistent-socket-dir", "No such file or directory"),
+    ("sqlite:////nonexistent-folder/store.sqlite", "unable to open database file"),
+])
+def test_a_database_that_cannot_be_opened_is_named_without_its_password(url, reason):
+    store = Store(url)
+    for attempt in (store.migrate, store.check_schema):
+        with pytest.raises(StoreError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert message.startswith("cannot open the database ") and reason in message and "--db" in message
+        assert "s3cret" not in message
