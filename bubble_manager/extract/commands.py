@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..cli_common import EXIT_FAILED, EXIT_OK, CommandError, add_actor_option, cli_actor, emit, open_context
 from ..operations import StudyOperations
+from ..runtime.site_hooks import publish_extract
 from .build import ExtractError, build_extract
 from .cohort import CohortRefused
 from .manifest import verify_extract
@@ -29,6 +30,13 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_actor_option(build)
     build.set_defaults(handler=cmd_build)
+
+    publish = extract.add_parser("publish", help="Kubernetes sites: copy a study's verified extract into the "
+                                                 "volume(s) its bubbles mount (a member added in per-member mode, "
+                                                 "a failed fill); nothing to do on a local site")
+    publish.add_argument("slug")
+    add_actor_option(publish)
+    publish.set_defaults(handler=cmd_publish)
 
     verify = extract.add_parser("verify", help="check an extract's sha256 and its manifest's signature "
                                                "(exit 1 on any mismatch)")
@@ -75,7 +83,37 @@ def cmd_build(args: argparse.Namespace) -> int:
              f"sha256 {result.sha256}", "rows: " + ", ".join(f"{t} {n}" for t, n in result.rows.items())]
     if result.leftovers_removed:
         lines.append("removed what an interrupted build left: " + ", ".join(result.leftovers_removed))
-    emit(args, result.as_dict(), "\n".join(lines))
+    data = result.as_dict()
+    if StudyOperations(context).get(args.slug).state.value == "active":  # its bubbles mount the old one
+        filled = publish(context, args.slug, args.actor, built=True)
+        if filled is not None:
+            data["volumes"] = [target.claim for target in filled.targets]
+            lines.append("extract volume(s) refilled: " + ", ".join(data["volumes"]))
+    emit(args, data, "\n".join(lines))
+    return EXIT_OK
+
+
+def publish(context, slug: str, actor: str, *, built: bool = False):  # noqa: ANN001, ANN201
+    """Fill the study's extract volume(s) on a Kubernetes site (None elsewhere); CommandError if not filled."""
+    try:
+        return publish_extract(context, slug, actor=actor)
+    except (RuntimeError, ValueError) as error:  # ExtractFillError, or a site setting to fix
+        done = "the extract was built, but " if built else ""
+        raise CommandError(f"{done}its volume was not filled: {error}; once fixed, run `bubble-manager extract "
+                           f"publish {slug}`") from None
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    context = open_context(args)
+    actor = cli_actor(args, {"admin"})
+    filled = publish(context, args.slug, actor.name)
+    if filled is None:
+        emit(args, {"study": args.slug, "volumes": None}, "nothing to publish: this site does not run the Kubernetes "
+             "profile (c.KubeStudyJobs.enabled is off), bubbles read the extract on the hub")
+        return EXIT_OK
+    volumes = [target.claim for target in filled.targets]
+    emit(args, {"study": args.slug, "manifest_sha256": filled.manifest_sha256, "volumes": volumes},
+         f"extract of {args.slug} ({filled.manifest_sha256[:12]}) copied into " + ", ".join(volumes))
     return EXIT_OK
 
 

@@ -63,7 +63,7 @@ async def fill(study_home, cluster, **overrides):
                                        settings=settings(study_home.context, **overrides))
 
 
-def token_only_runner(context, outcome: str = "Complete", download: bool = True):
+def token_only_runner(context, outcome: str = "Complete", download: bool = True, study: str = SLUG):
     """A Job that ends as told; if `download`, the service is told it sent the extract (no bytes move)."""
 
     async def run(job: dict, cluster) -> str:
@@ -72,7 +72,7 @@ def token_only_runner(context, outcome: str = "Complete", download: bool = True)
         secret_name = next(v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v)
         token = cluster.objects[("secret", "bubbles", secret_name)]["stringData"]["transfer-token"]
         if outcome == "Complete" and download:
-            grant = tt.redeem(context, token, study=SLUG, purpose=tt.EXTRACT_DOWNLOAD)
+            grant = tt.redeem(context, token, study=study, purpose=tt.EXTRACT_DOWNLOAD)
             tt.complete(context, grant.token_id, actor="test", action="extract.transferred", detail={})
         return outcome
 
@@ -358,3 +358,69 @@ async def test_the_service_role_grants_exactly_what_fills_collects_and_closings_
     granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
     assert called == granted
+
+
+# --- the CLI: `extract publish`, and `extract build` refilling an active study's volume ------------
+
+KUBE_SITE_CONFIG = f"""
+c.KubeStudyJobs.enabled = True
+c.KubeStudyJobs.release_namespace = "bubble-manager"
+c.KubeStudyJobs.service_url = "http://10.96.0.20:10101/services/bubble-manager/"
+c.KubeStudyJobs.image = "{IMAGE}"
+c.KubeStudyJobs.poll_seconds = 0.02
+"""
+
+
+@pytest.fixture
+def kube_cli(monkeypatch):
+    """The CLI's own clients are the recording fake (a Kubernetes site's CLI runs in the service pod)."""
+    from .fake_kube import FakeCluster
+
+    fake = FakeCluster()
+    monkeypatch.setattr(ka, "in_cluster_apis", lambda: apis(fake))
+    return fake
+
+
+def test_extract_publish_fills_the_volume_on_a_kubernetes_site_and_says_so_elsewhere(study_home, kube_cli, capsys):
+    from bubble_manager.cli import main
+
+    home = str(study_home.home)
+    assert main(["--home", home, "extract", "publish", SLUG, "--actor", "admin"]) == 0
+    assert "does not run the Kubernetes profile" in capsys.readouterr().out and kube_cli.calls == []
+    (study_home.home / "bubble_manager_config.py").write_text(KUBE_SITE_CONFIG)
+    kube_cli.job_outcome = "Failed"
+    assert main(["--home", home, "extract", "publish", SLUG, "--actor", "admin"]) != 0
+    assert "its volume was not filled" in capsys.readouterr().err
+    assert MANIFEST_ANNOTATION not in claim_annotations(kube_cli)
+    kube_cli.job_runner = token_only_runner(study_home.context)
+    assert main(["--home", home, "--json", "extract", "publish", SLUG, "--actor", "admin"]) == 0
+    assert json.loads(capsys.readouterr().out)["volumes"] == ["extract-t2d-statins"]
+    assert claim_annotations(kube_cli) == {MANIFEST_ANNOTATION: manifest_sha256(study_home.home)}
+    filled = audit(study_home.context, "extract.volume-filled")[-1]
+    assert filled.actor == "admin"
+
+
+def test_a_rebuild_by_the_cli_refills_the_volume_of_an_active_study(activatable_home, frozen_clock, kube_cli, capsys):
+    from bubble_manager.cli import main
+    from bubble_manager.config import load_settings
+    from bubble_manager.operations import Context
+
+    from ..lifecycle.conftest import CONFIG, START, RecordingHub, approved_study, at, steps_of, tick
+
+    (activatable_home / "bubble_manager_config.py").write_text(CONFIG)
+    ctx = Context.open(load_settings(activatable_home))
+    try:
+        frozen_clock.set(at(START, 0))
+        approved_study(ctx, "diab")
+        assert steps_of(tick(ctx, RecordingHub())) == [("diab", "activate")]  # a local activation: no volume yet
+        (activatable_home / "bubble_manager_config.py").write_text(CONFIG + KUBE_SITE_CONFIG)
+        frozen_clock.set(at(START, 3))
+        kube_cli.job_runner = token_only_runner(ctx, study="diab")
+        home = str(activatable_home)
+        assert main(["--home", home, "--json", "extract", "build", "diab", "--actor", "admin", "--no-progress"]) == 0
+        built = json.loads(capsys.readouterr().out)
+        assert built["volumes"] == ["extract-diab"]
+        sha = hashlib.sha256((activatable_home / "studies" / "diab" / "manifest.json").read_bytes()).hexdigest()
+        assert claim_annotations(kube_cli, "extract-diab") == {MANIFEST_ANNOTATION: sha}
+    finally:
+        ctx.close()
