@@ -54,6 +54,27 @@ def study_summaries(context: Context, *, states: list[str] | None = None, person
             for row in rows]
 
 
+def involved(summary: dict[str, Any], name: str) -> bool:
+    """`Study.involved` for a summary: the requester and members (present or proposed) never review."""
+    proposed = (summary["amendment"] or {}).get("add") or ()
+    return name == summary["requester"] or name in summary["members"] or name in proposed
+
+
+def waiting_for_review(context: Context, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Submitted requests and pending amendments of approved or active studies, oldest first."""
+    return [s for s in study_summaries(context, states=["submitted", "approved", "active"], now=now)
+            if s["state"] == "submitted" or s["amendment"] is not None]
+
+
+def slugs_of(context: Context, person: str) -> set[str]:
+    """The studies a person requested or belongs to."""
+    studies, members = StudyRow.__table__, MemberRow.__table__
+    with context.store.transaction() as session:
+        requested = session.scalars(select(studies.c.slug).where(studies.c.requester == person)).all()
+        belongs = session.scalars(select(members.c.slug).where(members.c.name == person)).all()
+    return {*requested, *belongs}
+
+
 def _summary(row: Any, members: list[str], approvals: list[dict[str, Any]], amendment: Amendment | None,
              now: dt.datetime) -> dict[str, Any]:
     """The same dict as `studies.study_summary`, field for field."""

@@ -106,7 +106,9 @@ class NotificationsHandler(BaseHandler):
     scopes = {"GET": (SCOPE_USE, SCOPE_REVIEW, SCOPE_ADMIN)}
 
     def get(self) -> None:
-        mine = {s.slug for s in self.operations.list(person=self.actor.name)}
+        from .listing import slugs_of
+
+        mine = slugs_of(self.context, self.actor.name)
         self.send_json({"notifications": feed_for(self.context, self.actor.name, self.actor.has("steward"), mine,
                                                   is_admin=self.actor.has("admin"))})
 

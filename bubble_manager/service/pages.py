@@ -17,6 +17,7 @@ from .admin_api import BUBBLE_STATUSES, access_review, archive_rows, bubble_rows
 from .authz import SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE
 from .base import ApiError, BaseHandler, translate_errors
 from .hub_client import HubApiError
+from .listing import involved, slugs_of, study_summaries, waiting_for_review
 from .notifications import feed_for
 from .review import steward_report
 from .studies_api import notify_in_background
@@ -79,15 +80,14 @@ class HomePage(PageHandler):
 
     async def get(self) -> None:
         actor, now = self.actor, clock.utcnow()
-        mine = [study_summary(s, now) for s in self.operations.list(person=actor.name)] if actor.has("researcher") else []
+        mine = study_summaries(self.context, person=actor.name, now=now) if actor.has("researcher") else []
         queue = []
         if actor.has("steward"):
-            queue = [study_summary(s, now) for s in self.operations.list(states=["submitted"])
-                     if not s.involved(actor.name)]
-            queue += [study_summary(s, now) for s in self.operations.list(states=["approved", "active"])
-                      if s.amendment is not None and not s.involved(actor.name)]
-        notifications = feed_for(self.context, actor.name, actor.has("steward"), {s["slug"] for s in mine}, limit=10,
-                                 is_admin=actor.has("admin"))
+            waiting = [s for s in waiting_for_review(self.context, now) if not involved(s, actor.name)]
+            queue = ([s for s in waiting if s["state"] == "submitted"]
+                     + [s for s in waiting if s["state"] != "submitted"])
+        notifications = feed_for(self.context, actor.name, actor.has("steward"), slugs_of(self.context, actor.name),
+                                 limit=10, is_admin=actor.has("admin"))
         self.render_page("home.html", mine=mine, queue=queue, notifications=notifications,
                          user=self.current_user["name"])
 
@@ -195,10 +195,7 @@ class ReviewQueuePage(PageHandler):
     scopes = {"GET": (SCOPE_REVIEW,)}
 
     def get(self) -> None:
-        now, actor = clock.utcnow(), self.actor
-        pending = [s for s in self.operations.list(states=["submitted", "approved", "active"])
-                   if s.state is State.submitted or s.amendment is not None]
-        rows = [{**study_summary(s, now), "own": s.involved(actor.name)} for s in pending]
+        rows = [{**s, "own": involved(s, self.actor.name)} for s in waiting_for_review(self.context)]
         self.render_page("review_queue.html", rows=rows)
 
 

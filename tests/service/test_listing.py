@@ -6,7 +6,7 @@ import datetime as dt
 
 from bubble_manager import clock
 from bubble_manager.operations import StudyOperations
-from bubble_manager.service.listing import study_summaries
+from bubble_manager.service.listing import involved, slugs_of, study_summaries, waiting_for_review
 from bubble_manager.studies import Actor, study_summary
 
 from .conftest import request_document
@@ -46,6 +46,15 @@ def test_summaries_match_the_domain_for_every_kind_of_study(store_context):
     assert by_slug[amended]["amendment"]["kind"] == "extend" and by_slug[active]["amendment"]["add"] == ["eve"]
     assert by_slug[approved]["approvals"][0]["comment"] == "Minimal data." and by_slug[approved]["days_left"]
     assert by_slug[submitted]["last_comment"] == "State the follow-up period."
+
+    studies = {s.slug: s for s in operations.list()}
+    for name in ("carol", "alice", "bob", "eve", "dora", "sam"):
+        assert {s["slug"]: involved(s, name) for s in expected} == {k: v.involved(name) for k, v in studies.items()}
+        assert slugs_of(store_context, name) == {s.slug for s in operations.list(person=name)}
+    waiting = {s["slug"] for s in waiting_for_review(store_context, now)}
+    assert waiting == {k for k, v in studies.items()
+                       if v.state.value == "submitted" or (v.state.value in ("approved", "active") and v.amendment)}
+    assert {amended, active} <= waiting and draft not in waiting and approved not in waiting
 
 
 def test_the_list_endpoint_shows_a_researcher_only_their_studies(api, tokens, store_context):

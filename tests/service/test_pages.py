@@ -120,3 +120,20 @@ def test_the_review_page_refuses_a_decision_without_a_comment(hub, api, tokens, 
                             data={"_xsrf": xsrf, "from": "review", "comment": "Minimal data."})
     assert approved.status_code == 302
     assert api.call("GET", "/studies/no-comment", tokens["sam"])[1]["state"] == "approved"
+
+
+def test_stewards_see_what_waits_for_them_and_researchers_their_studies(hub, api, tokens):
+    api.call("POST", "/studies", tokens["carol"], request_document("queue-other"))
+    api.call("POST", "/studies/queue-other/submit", tokens["carol"])
+    api.call("POST", "/studies", tokens["carol"], request_document("queue-mine", members=("alice", "tom")))
+    api.call("POST", "/studies/queue-mine/submit", tokens["carol"])
+    _, home, _ = page(hub, "", tokens["tom"])
+    queue = home.split('id="review-queue"', 1)[1].split("</ul>", 1)[0]
+    assert "review/queue-other" in queue and "review/queue-mine" not in queue     # tom is a member of it
+    _, rows, _ = page(hub, "review", tokens["tom"])
+    row = rows.split('data-slug="queue-mine"', 1)[1].split("</tr>", 1)[0]
+    assert "you are involved" in row and "review/queue-mine" not in row
+    _, carol_home, _ = page(hub, "", tokens["carol"])
+    assert 'data-slug="queue-other"' in carol_home and 'data-slug="queue-mine"' in carol_home
+    _, mallory_home, _ = page(hub, "", tokens["mallory"])
+    assert 'data-slug="queue-other"' not in mallory_home
