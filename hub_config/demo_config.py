@@ -14,7 +14,8 @@ c = get_config()  # noqa: F821 - provided by JupyterHub
 load_subconfig(str(Path(__file__).resolve().parent / "jupyterhub_config.py"))  # noqa: F821
 
 demo = json.loads(Path(os.environ["BUBBLE_DEMO_USERS"]).read_text())
-c.JupyterHub.authenticator_class = "shared-password"
+# shared-password login; API tokens limited to the panel's scopes like production's (hub_tokens.py)
+c.JupyterHub.authenticator_class = "bubble_manager.runtime.hub_tokens.PanelScopedSharedPasswordAuthenticator"
 c.SharedPasswordAuthenticator.user_password = demo["password"]
 c.Authenticator.allowed_users = {name for members in demo["groups"].values() for name in members}
 c.JupyterHub.load_groups = {group: {"users": sorted(members)} for group, members in demo["groups"].items()}

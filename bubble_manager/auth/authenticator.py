@@ -38,6 +38,7 @@ from traitlets import Bool, Dict, Float, Integer, Set, Unicode, default
 from .. import clock
 from ..config import load_settings
 from ..operations import Context
+from ..runtime.hub_tokens import PanelTokensMixin
 from .mapping import (DEFAULT_SECOND_FACTOR_AMR, HUB_GROUPS, ClaimError, check_group_map, hub_groups, idp_groups,
                       second_factor, username_from)
 
@@ -78,7 +79,7 @@ class BubbleLogoutHandler(OAuthLogoutHandler):
         await super().render_logout_page()
 
 
-class BubbleOIDCAuthenticator(GenericOAuthenticator):
+class BubbleOIDCAuthenticator(PanelTokensMixin, GenericOAuthenticator):
     """OIDC sign-in with groups mapped to bubble-manager roles, a required second factor and access review."""
 
     logout_handler = BubbleLogoutHandler

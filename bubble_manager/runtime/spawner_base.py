@@ -14,6 +14,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..config import BubbleManager
 from ..operations import Context
+from .hub_tokens import require_panel_tokens
 
 SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server"]
 _contexts: dict[tuple[str, str], Context] = {}
@@ -59,6 +60,10 @@ class BubbleSpawnerBase(LoggingConfigurable):
 
     def options_from_form(self, formdata: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+    def run_pre_spawn_hook(self) -> Any:
+        require_panel_tokens(getattr(self, "authenticator", None))
+        return super().run_pre_spawn_hook()  # type: ignore[misc]
 
     async def load_user_options(self) -> None:
         """Whatever the client sent is never read: the study and everything else come from the store."""

@@ -116,6 +116,41 @@ def test_the_hub_api_refuses_the_bubble_token_anything_beyond_its_server(running
         assert statuses[attempt] == 403, (attempt, statuses)
 
 
+def test_a_user_s_own_api_tokens_carry_only_the_panel_s_scopes(running_hub: HubFixture):
+    """Users create tokens for the CLI; none of them reaches a bubble or starts one."""
+    hub = running_hub
+    browser = hub.login(ALICE)
+    if not (hub.server_model(ALICE, "alpha") or {}).get("ready"):
+        hub.spawn(browser, ALICE, "alpha")
+    model = hub.wait_ready(ALICE, "alpha")
+    tokens_url = f"{hub.url}/hub/api/users/{requests.utils.quote(ALICE)}/tokens"
+
+    def create(body: dict) -> requests.Response:
+        return browser.post(tokens_url, headers=hub.xsrf_headers(browser), json=body, timeout=30)
+
+    created = create({"note": "cli"})
+    assert created.status_code == 201, created.text
+    identify = {f"read:users:name!user={ALICE}", f"read:users:groups!user={ALICE}"}  # JupyterHub adds these to any token
+    assert set(created.json()["scopes"]) - identify == {"access:services!service=bubble-manager", "custom:bubbles:use"}
+    token = created.json()["token"]
+    whoami = hub.api("GET", "/user", token=token).json()
+    assert "access:servers!user" not in whoami["scopes"] and "servers!user" not in whoami["scopes"]
+    inside = requests.get(model["url"] + "api/contents/", headers={"Authorization": f"token {token}"},
+                          timeout=30, allow_redirects=False)
+    assert inside.status_code in (302, 403), "a CLI token opened the bubble"
+    assert hub.api("POST", f"/users/{requests.utils.quote(ALICE)}/servers/beta", token=token, json={}
+                   ).status_code == 403
+
+    for body, status, words in (({"scopes": ["access:servers!user"]}, 403, "refused: access:servers!user"),
+                                ({"scopes": [f"access:servers!server={ALICE}/alpha"]}, 403, "panel's scopes"),
+                                ({"roles": ["user"]}, 400, "token roles are not accepted"),
+                                ({"scopes": ["custom:bubbles:review"]}, 400, "")):  # a scope she does not hold
+        refused = create(body)
+        assert refused.status_code == status, (body, refused.text)
+        assert words in refused.json()["message"], refused.text
+    assert "refused: access:servers!user" in hub.log_tail(400)
+
+
 def test_the_service_s_hub_role_starts_and_stops_bubbles_but_cannot_open_them(running_hub: HubFixture):
     """The reconciler restarts bubbles after an opt-out rebuild and stops them at the end, with the
     service's hub scopes; the spawner still gates the start, and the service never gets in."""
