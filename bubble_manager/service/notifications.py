@@ -1,4 +1,5 @@
-"""Notifications: stewards hear of new requests, researchers of decisions and approaching expiry.
+"""Notifications: stewards hear of new requests, researchers of decisions and approaching expiry,
+and the stewards who approved a study of its approaching end too.
 
 The panel's feed is read from the audit log itself (the entries that concern the caller), so
 nothing is recorded twice. E-mails go out through SMTP when `ServiceSettings.smtp_host` is set,
@@ -22,6 +23,8 @@ FOR_PARTICIPANTS = ("study.approved", "study.rejected", "study.changes_requested
                     "study.amendment_rejected", "study.activated", "study.revoked", "study.expired",
                     "study.expiry_warning", "study.extract_refreshed")
 FOR_STEWARDS = ("study.submitted", "study.amendment_proposed")
+FOR_APPROVERS = ("study.expiry_warning",)  # the stewards who approved the study or an amendment of it
+APPROVALS = ("study.approved", "study.amended")
 SUBJECTS = {
     "study.submitted": "New study request to review: {slug}",
     "study.amendment_proposed": "Amendment to review for study {slug}",
@@ -88,10 +91,14 @@ def feed_for(context: Context, actor_name: str, is_steward: bool, my_studies: se
     candidates = context.audit.entries(action="study.*")
     if is_admin:
         candidates = sorted(candidates + context.audit.entries(action="lifecycle.alert"), key=lambda e: e.seq)
+    approved_by_me = {e.study for e in candidates
+                      if is_steward and e.action in APPROVALS and actor_name in (e.detail.get("approvers") or ())}
     for entry in reversed(candidates):
         if entry.action in FOR_PARTICIPANTS and entry.study in my_studies:
             entries.append(entry)
         elif is_steward and entry.action in FOR_STEWARDS and entry.study not in my_studies:
+            entries.append(entry)
+        elif entry.action in FOR_APPROVERS and entry.study in approved_by_me:
             entries.append(entry)
         elif is_admin and entry.action in FOR_ADMINS:
             entries.append(entry)

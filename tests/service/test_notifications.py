@@ -28,3 +28,24 @@ def test_panel_feed_shows_what_concerns_each_person(api, tokens):
     assert any(n["study"] == "feed-one" and n["action"] == "study.submitted" for n in tom_feed["notifications"])
     _, mallory_feed = api.call("GET", "/notifications", tokens["mallory"])
     assert not any(n["study"] == "feed-one" for n in mallory_feed["notifications"])
+
+
+def test_the_stewards_who_approved_a_study_see_its_expiry_warnings_and_no_one_else_s(context):
+    from bubble_manager.service.notifications import feed_for
+
+    context.audit.record(actor="sam", action="study.approved", study="diab", detail={"approvers": ["sam"]})
+    context.audit.record(actor="tom", action="study.approved", study="onco", detail={"approvers": ["tom"]})
+    context.audit.record(actor="tom", action="study.amended", study="diab", detail={"approvers": ["tom"]})
+    for slug in ("diab", "onco"):
+        context.audit.record(actor="system", action="study.expiry_warning", study=slug, detail={"days": 3})
+
+    def warned(name: str, is_steward: bool = True, mine: frozenset = frozenset()) -> set[str]:
+        return {n["study"] for n in feed_for(context, name, is_steward, set(mine)) if n["action"] == "study.expiry_warning"}
+
+    assert warned("sam") == {"diab"}
+    assert warned("tom") == {"diab", "onco"}, "approving an amendment counts too"
+    assert warned("sam", is_steward=False) == set(), "only as a steward"
+    assert warned("ursula") == set()
+    assert warned("alice", is_steward=False, mine=frozenset({"onco"})) == {"onco"}, "members still see theirs"
+    text = next(n["text"] for n in feed_for(context, "sam", True, set()) if n["action"] == "study.expiry_warning")
+    assert text == "Study diab ends in 3 day(s)"
