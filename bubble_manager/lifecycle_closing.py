@@ -28,6 +28,7 @@ from .archive.manifest import SignedDocumentError
 from .archive.snapshot import adopt_orphans, archive_dir, remove_leftovers, snapshot, verify_envelope
 from .lifecycle_hub import stop_and_wait
 from .lifecycle_store import LifecycleClosureRow
+from .airlock.quarantine import remove_study_quarantine
 from .runtime.site_hooks import collect_workspaces, remove_volumes
 from .runtime.spec import StudyPaths
 from .store import ArchiveRow, ExtractRow
@@ -170,8 +171,8 @@ def destroy_key(runner: "TickRunner", slug: str, row: LifecycleClosureRow) -> "S
 
 
 def remove_live_data(runner: "TickRunner", slug: str, row: LifecycleClosureRow) -> "StepOutcome":
-    """Remove the extract, vault, workspaces and shared folder (and on Kubernetes the study's claims),
-    once the final snapshot verifies."""
+    """Remove the extract, vault, workspaces and shared folder, the airlock's quarantine (and on
+    Kubernetes the study's claims), once the final snapshot verifies."""
     context = runner.context
     paths = StudyPaths(context.home, slug)
     if row.verified_at is None:
@@ -188,6 +189,7 @@ def remove_live_data(runner: "TickRunner", slug: str, row: LifecycleClosureRow) 
     # Kubernetes sites: the study's claims too (first: a failure leaves everything for the next tick)
     volumes = remove_volumes(context, slug, archive_number=row.snapshot_number or None, actor=SYSTEM.name)
     vault = shred_file(paths.vault) if paths.vault.exists() else False
+    quarantine = remove_study_quarantine(context.home, slug)
     removed = paths.root.exists()
     if removed:
         shutil.rmtree(paths.root)  # never follows links
@@ -196,7 +198,7 @@ def remove_live_data(runner: "TickRunner", slug: str, row: LifecycleClosureRow) 
         extracts = session.execute(update(ExtractRow).where(ExtractRow.slug == slug, ExtractRow.state == "current")
                                    .values(state="removed")).rowcount
     now = clock.utcnow()
-    detail = {"study_folder": removed, "vault_shredded": vault, "extracts": extracts,
+    detail = {"study_folder": removed, "vault_shredded": vault, "quarantine": quarantine, "extracts": extracts,
               "archive": row.snapshot_number or None}
     if volumes is not None:
         detail.update(claims_removed=len(volumes.removed), claims_kept=len(volumes.kept))

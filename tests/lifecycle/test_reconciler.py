@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from bubble_manager.airlock.quarantine import study_quarantine
 from bubble_manager.archive.keys import load_study_keys
 from bubble_manager.archive.snapshot import verify_envelope
 from bubble_manager.cli import main
@@ -42,6 +43,9 @@ def test_a_study_lives_its_life_on_the_clock(ctx, hub, frozen_clock):
     assert StudyOperations(ctx).get("diab").state is State.active
     assert paths.extract.exists() and paths.shared.is_dir() and paths.workspace("alice").is_dir()
     (paths.workspace("alice") / "analysis.py").write_text("print('work')\n")
+    quarantined = study_quarantine(ctx.home, "diab") / "1"
+    quarantined.mkdir(parents=True)
+    (quarantined / "table.csv").write_text("n\n12\n")                   # an output waiting in the airlock
     hub.run("alice", "diab")
     warned = []
     for moment in [at(END - dt.timedelta(days=14), 1), at(END - dt.timedelta(days=13)), at(END - dt.timedelta(days=2), 1),
@@ -62,6 +66,8 @@ def test_a_study_lives_its_life_on_the_clock(ctx, hub, frozen_clock):
     (kept,) = archives(ctx, "diab")
     assert verify_envelope(ctx.verifier(), Path(kept.path))["sha256"] == kept.sha256
     assert not paths.root.exists()                                      # live data removed
+    assert not study_quarantine(ctx.home, "diab").exists()              # and the airlock's copies
+    assert audit(ctx, "diab", "lifecycle.remove-live-data")[-1][1]["quarantine"] is True
     assert load_study_keys(ctx.home, "diab").live_key_destroyed
     assert tick(ctx, hub).steps == []                                    # idempotent: nothing left to do
     frozen_clock.set(at(study.retention_until, 23))
