@@ -1,6 +1,7 @@
 # DEMO ONLY: the local profile plus a shared-password login for test users (the hub fixture of
 # the test suite uses it; `make demo` signs in through the development OIDC provider instead).
-# Anyone who knows the password can sign in as any demo user: never use this for real data. Production signs users in with OIDC (groups from the IdP).
+# Anyone who knows the password can sign in as any demo user: never use this for real data.
+# Production signs users in with OIDC (groups from the IdP).
 #
 #   BUBBLE_DEMO_USERS=var/demo-users.json jupyterhub -f hub_config/demo_config.py
 #
