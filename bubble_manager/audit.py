@@ -161,6 +161,9 @@ class AuditLog:
         self._appending = threading.local()  # per thread: this transaction appended entries
         self._timer: threading.Timer | None = None
         self._closed = False
+        # How this process was reached, added as `via` to entries that do not say it themselves
+        # (the CLI sets it: its --actor is an assertion, recorded with the OS user who ran it).
+        self.channel: dict[str, Any] | None = None
         store.on_commit(self._after_commit)
         _open_logs.add(self)
 
@@ -168,6 +171,8 @@ class AuditLog:
                detail: dict[str, Any] | None = None) -> AuditEntry:
         """Add one entry to the chain, in `session`'s transaction (serialised across writers)."""
         detail = json.loads(canonical_json(detail or {}))  # JSON-clean and detached from the caller
+        if self.channel and "via" not in detail:
+            detail["via"] = dict(self.channel)
         self._lock(session)
         head = session.execute(select(AuditEntryRow.seq, AuditEntryRow.hash)
                                .order_by(AuditEntryRow.seq.desc()).limit(1)).first()

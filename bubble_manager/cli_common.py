@@ -46,7 +46,11 @@ def settings_of(args: argparse.Namespace) -> BubbleManager:
 
 
 def open_context(args: argparse.Namespace, *, require_signer: bool = True) -> Context:
-    return Context.open(settings_of(args), require_signer=require_signer)
+    """The context of a CLI command: every audit entry it writes names the OS user who ran it."""
+    context = Context.open(settings_of(args), require_signer=require_signer)
+    context.audit.channel = {"channel": "cli", "asserted_actor": bool(getattr(args, "actor", None)),
+                             "os_user": os_user()}
+    return context
 
 
 def operations_of(args: argparse.Namespace, context: Context) -> StudyOperations:

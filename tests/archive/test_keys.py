@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import stat
@@ -286,3 +287,14 @@ def test_keys_cli_round_trip(bm_home, tmp_path, capsys, frozen_clock, sqlite_con
     assert result.stdout == b"hello custodians"
     _, err = cli("keys", "custodians", "add", "eve", "age1xyz", "--actor", "admin", expect=2)
     assert "not an age public key" in err
+    # --actor is an operator's assertion: each entry a command wrote names the OS user who ran it.
+    os_user = getpass.getuser()
+    added = sqlite_context.audit.entries(action="keys.custodian-added")
+    assert [(e.actor, e.detail["via"]) for e in added] == [
+        ("admin", {"channel": "cli", "asserted_actor": True, "os_user": os_user})] * 2
+    recovered = sqlite_context.audit.entries(action="keys.recovered")[-1]
+    assert recovered.actor == "ops" and recovered.detail["via"]["os_user"] == os_user
+    cli("keys", "recover", slug, "--share", str(tmp_path / "ada.share"), "--share", str(tmp_path / "bert.share"))
+    unasserted = sqlite_context.audit.entries(action="keys.recovered")[-1]  # no --actor: the OS user acts
+    assert unasserted.actor == os_user and unasserted.detail["via"] == {"channel": "cli", "asserted_actor": False,
+                                                                        "os_user": os_user}
