@@ -52,6 +52,7 @@ step studies request --file "$request" --actor eve@example.org
 step studies submit t2d-statins --actor eve@example.org
 step studies approve t2d-statins --actor sam@example.org --comment "Minimal data, sound legal basis."
 step studies activate t2d-statins --actor ada@example.org
+step studies show t2d-statins
 
 export BUBBLE_HUB_URL="http://hub.localhost:$PORT" BUBBLE_HUB_BIND_URL="http://127.0.0.1:$PORT"
 provider_log="$HOME_DIR/dev-oidc.log"
