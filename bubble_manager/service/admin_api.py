@@ -112,11 +112,15 @@ class AuditVerifyHandler(BaseHandler):
         self.send_json(report.as_dict())
 
 
-def access_review(context, stale_hours: int) -> dict[str, Any]:  # noqa: ANN001 - operations.Context
-    """Who holds which role and when the identity provider last confirmed it (`auth/report.py`)."""
+def access_review(context, stale_hours: int, *, viewer: str, channel: str) -> dict[str, Any]:  # noqa: ANN001
+    """Who holds which role and when the identity provider last confirmed it (`auth/report.py`);
+    each viewing is audited."""
     from ..auth.report import access_report
 
-    return access_report(context, stale_after=dt.timedelta(hours=stale_hours))
+    report = access_report(context, stale_after=dt.timedelta(hours=stale_hours))
+    context.audit.record(actor=viewer, action="access.report_viewed", detail={
+        "channel": channel, "people": len(report["people"]), "stale": len(report["stale"])})
+    return report
 
 
 class AccessReportHandler(BaseHandler):
@@ -126,11 +130,7 @@ class AccessReportHandler(BaseHandler):
 
     def get(self) -> None:
         stale_hours = self.query_int("stale_hours", 24, 1, 24 * 366)
-        report = access_review(self.context, stale_hours)
-        self.context.audit.record(actor=self.actor.name, action="access.report_viewed",
-                                  detail={"channel": "api", "people": len(report["people"]),
-                                          "stale": len(report["stale"])})
-        self.send_json(report)
+        self.send_json(access_review(self.context, stale_hours, viewer=self.actor.name, channel="api"))
 
 
 class ArchivesHandler(BaseHandler):

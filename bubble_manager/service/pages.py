@@ -277,10 +277,7 @@ class AccessReviewPage(PageHandler):
 
     def get(self) -> None:
         stale_hours = self.query_int("stale_hours", 24, 1, 24 * 366)
-        report = access_review(self.context, stale_hours)
-        self.context.audit.record(actor=self.actor.name, action="access.report_viewed",
-                                  detail={"channel": "panel", "people": len(report["people"]),
-                                          "stale": len(report["stale"])})
+        report = access_review(self.context, stale_hours, viewer=self.actor.name, channel="panel")
         self.render_page("access.html", report=report, stale_hours=stale_hours)
 
 
