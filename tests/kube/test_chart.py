@@ -61,6 +61,15 @@ WRONG_VALUES = [
     ({"database": {"egress": [{"to": []}]}}, "/database/egress"),
     ({"auth": {"oidc": {"callbackUrl": "http://jupyter.example.org/hub/oauth_callback"}}}, "callbackUrl"),
     ({"auth": {"type": "dummy"}}, "/auth/type"),
+    ({"auth": {"oidc": {"issuer": "http://sso.example.org/realms/hospital"}}}, "/auth/oidc/issuer"),
+    ({"auth": {"oidc": {"authorizeUrl": "https://sso.example.org/auth"}}}, "authorizeUrl"),
+    ({"auth": {"oidc": {"mfa": {"required": "yes"}}}}, "/auth/oidc/mfa/required"),
+    ({"auth": {"oidc": {"mfa": {"amrValue": ["otp"]}}}}, "amrValue"),
+    ({"auth": {"oidc": {"mfa": {"acrValues": ["gold level"]}}}}, "/auth/oidc/mfa/acrValues"),
+    ({"auth": {"oidc": {"idpLogout": "false"}}}, "/auth/oidc/idpLogout"),
+    ({"hub": {"groups": {"admins": []}}}, "/hub/groups/admins"),
+    ({"hub": {"groups": {"stewards": " stewards"}}}, "/hub/groups/stewards"),
+    ({"hub": {"groups": {"jupyterhub-admins": "ops"}}}, "jupyterhub-admins"),
     ({"proxy": {"serviceType": "ExternalName"}}, "/proxy/serviceType"),
     ({"hub": {"home": {"size": "lots"}}}, "/hub/home/size"),
     ({"hub": {"home": {"accessMode": "ReadWriteOncePod"}}}, "/hub/home/accessMode"),
@@ -83,6 +92,8 @@ def test_the_schema_rejects_wrong_values(tmp_path, values, names):
     (["--namespace", "bubbles"], "must differ from the release namespace"),
     (["--set", "database.existingSecret.name="], "set database.url or database.existingSecret.name"),
     (["--set", "auth.oidc.existingSecret.name="], "OIDC client secret"),
+    (["--set", "hub.groups.admins=researchers"], 'the provider group "researchers" gives both researchers and admins'),
+    (["--set", "hub.groups.stewards={eds-stewards,researchers}"], "gives both researchers and stewards"),
 ])
 def test_the_chart_refuses_inconsistent_values(extra, message):
     result = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra, check=False)
@@ -197,8 +208,8 @@ def load_hub_config(tmp_path: Path, docs: list[dict]):
     config_map = next(d for d in find(docs, "ConfigMap") if d["metadata"]["name"].endswith("-config"))
     for name, text in config_map["data"].items():
         (config_dir / name).write_text(text)
-    for name in ("cookie-secret", "proxy-token", "service-token", "oidc-client-secret", "database-url"):
-        (secrets_dir / name).write_text("ab" * 32 if name == "cookie-secret" else f"{name}-value")
+    for name in ("cookie-secret", "proxy-token", "service-token", "oidc-client-secret", "database-url", "crypt-key"):
+        (secrets_dir / name).write_text("ab" * 32 if name in ("cookie-secret", "crypt-key") else f"{name}-value")
     values = json.loads((config_dir / "values.json").read_text())
     env = {"BUBBLE_MANAGER_CONFIG_DIR": str(config_dir), "BUBBLE_MANAGER_SECRETS_DIR": str(secrets_dir),
            values["hubServiceEnv"] + "_SERVICE_HOST": "10.96.7.8",
@@ -221,10 +232,11 @@ def test_the_hub_config_runs_and_sets_only_real_spawner_traits(tmp_path, values)
     unknown = set(spawner) - set(KubeBubbleSpawner.class_traits(config=True))
     assert not unknown, f"the chart's hub config sets traits KubeBubbleSpawner does not have: {unknown}"
     check_hub_connect_url(spawner.hub_connect_url, spawner.hub_api_port)
-    from oauthenticator.generic import GenericOAuthenticator
+    from bubble_manager.auth.authenticator import BubbleOIDCAuthenticator
 
-    unknown = set(config.GenericOAuthenticator) - set(GenericOAuthenticator.class_traits(config=True))
-    assert not unknown, f"the chart's hub config sets traits GenericOAuthenticator does not have: {unknown}"
+    unknown = set(config.BubbleOIDCAuthenticator) - set(BubbleOIDCAuthenticator.class_traits(config=True))
+    assert not unknown, f"the chart's hub config sets traits BubbleOIDCAuthenticator does not have: {unknown}"
+    assert "GenericOAuthenticator" not in config
     assert spawner.hub_connect_url == f"http://10.96.7.8:{settings['hubApiPort']}"
     assert bubble_config.BubbleManager.db_url == "database-url-value"
     assert config.JupyterHub.spawner_class == "bubble_manager.runtime.kube.KubeBubbleSpawner"
@@ -232,6 +244,110 @@ def test_the_hub_config_runs_and_sets_only_real_spawner_traits(tmp_path, values)
     assert service["name"] == "bubble-manager" and service["api_token"] == "service-token-value"
     assert service["url"] == f"http://{RELEASE}-bubble-manager-service:10101"
     assert spawner.namespace == settings["bubbles"]["namespace"] != config.KubeBubbleSpawner.hub_namespace
+
+
+def source_values(name: str) -> dict:
+    """The values as written (the chart's defaults overlaid with the example), to check the rendering against."""
+    def overlay(base: dict, extra: dict) -> dict:
+        return {**base, **{k: overlay(base.get(k, {}), v) if isinstance(v, dict) else v for k, v in extra.items()}}
+
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    return overlay(defaults, yaml.safe_load(VALUE_SETS[name].read_text())) if VALUE_SETS[name] else defaults
+
+
+def provider_claims(path: str, groups: list[str]) -> dict:
+    claims: dict = {}
+    *parents, last = path.split(".")
+    leaf = claims
+    for part in parents:
+        leaf = leaf.setdefault(part, {})
+    leaf[last] = groups
+    return claims
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_the_hub_signs_in_through_the_bubble_oidc_authenticator(tmp_path, monkeypatch, values):
+    """The authenticator the chart configures, built from it as the hub builds it: groups mapped, MFA required,
+    the audit log at hand, and the one the bubble spawner accepts (users' tokens limited to the panel's scopes)."""
+    import asyncio
+    import io
+    import urllib.request
+
+    from jupyterhub.crypto import CryptKeeper
+    from oauthenticator.generic import GenericOAuthenticator
+    from tornado import web
+    from traitlets.utils.importstring import import_item
+
+    from bubble_manager.auth.authenticator import BubbleOIDCAuthenticator
+    from bubble_manager.auth.mapping import DEFAULT_SECOND_FACTOR_AMR, second_factor
+    from bubble_manager.runtime import hubapi
+
+    from .conftest import make_spawner
+
+    config, _, settings = load_hub_config(tmp_path, rendered(values))
+    source = source_values(values)
+    oidc_values = source["auth"]["oidc"]
+    issuer = oidc_values["issuer"]
+    assert import_item(config.JupyterHub.authenticator_class) is BubbleOIDCAuthenticator
+
+    fetched = []
+
+    def discovery(url, timeout):  # noqa: ANN001 - the provider's discovery document, instead of the network
+        fetched.append(url)
+        return io.BytesIO(json.dumps({
+            "issuer": issuer, "authorization_endpoint": f"{issuer}/auth", "token_endpoint": f"{issuer}/token",
+            "userinfo_endpoint": f"{issuer}/userinfo", "jwks_uri": f"{issuer}/certs",
+            "end_session_endpoint": f"{issuer}/logout"}).encode())
+
+    monkeypatch.setattr(urllib.request, "urlopen", discovery)
+    authenticator = BubbleOIDCAuthenticator(config=config)
+    assert fetched == [f"{issuer}/.well-known/openid-configuration"]
+    assert (authenticator.token_url, authenticator.jwks_url) == (f"{issuer}/token", f"{issuer}/certs")
+    assert authenticator.client_id == oidc_values["clientId"]
+    assert authenticator.client_secret == "oidc-client-secret-value"  # read from the projected secret file
+
+    groups = {role: [names] if isinstance(names, str) else names for role, names in source["hub"]["groups"].items()}
+    assert authenticator.group_map == {name: role for role, names in groups.items() for name in names}
+    assert authenticator.allowed_groups == {"researchers", "stewards", "admins"}
+    assert not authenticator.admin_users and not authenticator.admin_groups
+    for role, names in groups.items():  # what a sign-in maps, through the configured claim
+        state = {authenticator.user_auth_state_key: provider_claims(oidc_values["groupsClaim"], [*names, "staff"])}
+        model = asyncio.run(authenticator.update_auth_model({"auth_state": state}))
+        assert asyncio.run(authenticator.get_user_groups(model["auth_state"])) == {role}
+
+    assert authenticator.mfa_required is True
+    assert authenticator.mfa_acr_values == set(oidc_values["mfa"]["acrValues"])
+    assert authenticator.mfa_amr_values == set(oidc_values["mfa"]["amrValues"] or DEFAULT_SECOND_FACTOR_AMR)
+    assert not second_factor({"amr": ["pwd"], "acr": "1"}, authenticator.mfa_amr_values,
+                             authenticator.mfa_acr_values).ok
+
+    assert authenticator.enable_auth_state and authenticator.manage_groups and authenticator.auth_refresh_strict
+    assert CryptKeeper(config=config).keys == [bytes.fromhex("ab" * 32)]  # the chart's crypt-key secret
+    assert config.Authenticator.refresh_pre_spawn is True and "offline_access" in authenticator.scope
+    assert authenticator.bubble_manager_home == settings["home"] == "/srv/bubble-manager"
+    assert authenticator.bubble_manager_config == str(tmp_path / "config" / "bubble_manager_config.py")
+    assert authenticator.oauth_callback_url == oidc_values["callbackUrl"]
+    hub_pages = oidc_values["callbackUrl"].removesuffix("oauth_callback")
+    assert authenticator.post_logout_redirect_url == f"{hub_pages}login"
+    logout = authenticator.idp_logout_url("id-token")
+    assert logout.startswith(f"{issuer}/logout?") if oidc_values["idpLogout"] else logout == ""
+
+    # roles bind the mapped hub groups, as on a local site; the panel's OAuth tokens carry its scopes
+    assert config.JupyterHub.load_roles == hubapi.hub_roles()
+    bound = {group for role in config.JupyterHub.load_roles for group in role.get("groups", [])}
+    assert bound == set(authenticator.group_map.values()) == {"researchers", "stewards", "admins"}
+    (service,) = config.JupyterHub.services
+    assert set(service["oauth_client_allowed_scopes"]) == set(hubapi.CUSTOM_SCOPES)
+
+    async def pre_spawn(authenticator) -> None:  # noqa: ANN001 - kubespawner builds its clients in a loop
+        spawner = make_spawner(tmp_path)
+        spawner.authenticator = authenticator
+        spawner.run_pre_spawn_hook()
+
+    asyncio.run(pre_spawn(authenticator))  # bubbles start under it
+    plain = GenericOAuthenticator(client_id="x", authorize_url="https://x", token_url="https://x")
+    with pytest.raises(web.HTTPError, match="do not start under the GenericOAuthenticator"):
+        asyncio.run(pre_spawn(plain))
 
 
 @pytest.mark.parametrize("values", VALUE_SET_NAMES)

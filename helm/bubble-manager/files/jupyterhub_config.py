@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from bubble_manager.runtime import hubapi
+
 CONFIG_DIR = Path(os.environ.get("BUBBLE_MANAGER_CONFIG_DIR", "/etc/bubble-manager/config"))
 SECRETS_DIR = Path(os.environ.get("BUBBLE_MANAGER_SECRETS_DIR", "/etc/bubble-manager/secrets"))
 values = json.loads((CONFIG_DIR / "values.json").read_text())
@@ -61,48 +63,56 @@ spawner.shared_size = values["bubbles"]["storage"]["sharedSize"]
 spawner.start_timeout = values["bubbles"]["startTimeout"]
 spawner.storage_pvc_ensure = False
 
-# --- identity: OIDC, groups from the identity provider ---
+# --- identity: bubble-manager's OIDC authenticator (docs/authentication.md): roles from the provider's
+# groups, a required second factor, access review, every sign-in and refusal audited in the home's log.
+# It also limits users' API tokens to the panel's scopes, without which bubbles refuse to start.
 if values["auth"]["type"] == "oidc":
-    oidc = values["auth"]["oidc"]
-    c.JupyterHub.authenticator_class = "generic-oauth"
-    c.GenericOAuthenticator.client_id = oidc["clientId"]
-    c.GenericOAuthenticator.client_secret = secret("oidc-client-secret")
-    c.GenericOAuthenticator.authorize_url = oidc["authorizeUrl"]
-    c.GenericOAuthenticator.token_url = oidc["tokenUrl"]
-    c.GenericOAuthenticator.userdata_url = oidc["userdataUrl"]
-    c.GenericOAuthenticator.oauth_callback_url = oidc["callbackUrl"]
-    c.GenericOAuthenticator.username_claim = oidc["usernameClaim"]
-    c.GenericOAuthenticator.scope = oidc["scope"]
-    c.GenericOAuthenticator.manage_groups = True
-    c.GenericOAuthenticator.auth_state_groups_key = "oauth_user." + oidc["groupsClaim"]
-    groups = values["groups"]
-    c.GenericOAuthenticator.allowed_groups = {groups["researchers"], groups["stewards"], groups["admins"]}
+    oidc_values = values["auth"]["oidc"]
+    callback_url = oidc_values["callbackUrl"]
+    c.JupyterHub.authenticator_class = "bubble_manager.auth.authenticator.BubbleOIDCAuthenticator"
+    oidc = c.BubbleOIDCAuthenticator
+    oidc.issuer = oidc_values["issuer"]
+    oidc.client_id = oidc_values["clientId"]
+    oidc.client_secret_file = str(SECRETS_DIR / "oidc-client-secret")
+    oidc.oauth_callback_url = callback_url
+    oidc.post_logout_redirect_url = callback_url.removesuffix("/oauth_callback") + "/login"
+    oidc.idp_logout = oidc_values["idpLogout"]
+    oidc.username_claim = oidc_values["usernameClaim"]
+    oidc.groups_claim = oidc_values["groupsClaim"]
+    oidc.scope = oidc_values["scope"]
+    oidc.group_map = {name: role for role, names in values["groups"].items()
+                      for name in ([names] if isinstance(names, str) else names)}
+    oidc.mfa_required = oidc_values["mfa"]["required"]
+    if oidc_values["mfa"]["amrValues"]:
+        oidc.mfa_amr_values = set(oidc_values["mfa"]["amrValues"])
+    oidc.mfa_acr_values = set(oidc_values["mfa"]["acrValues"])
+    oidc.bubble_manager_home = values["home"]
+    oidc.bubble_manager_config = str(CONFIG_DIR / "bubble_manager_config.py")
+    oidc.access_review_max_age = 3600            # the sweeper re-reads absent people's groups hourly
+    oidc.access_review_sweep_seconds = 300
+    c.CryptKeeper.keys = [secret("crypt-key")]   # encrypts the refresh tokens kept in the auth state
+    c.Authenticator.admin_users = set()          # roles come from the provider's groups only
+    c.Authenticator.auto_login = False           # the hub's page says which provider it sends you to
+    c.Authenticator.auth_refresh_age = 300       # re-read groups on the person's requests every 5 minutes
+    c.Authenticator.refresh_pre_spawn = True     # and before every bubble start
+    # Session hygiene: a working day, then sign in again (the cookie and the tokens it carries).
+    c.JupyterHub.cookie_max_age_days = 8 / 24
+    c.JupyterHub.oauth_token_expires_in = 8 * 3600
 
-# --- the bubble-manager service: its own Deployment, registered here by URL and API token ---
+# --- the bubble-manager service: its own Deployment, registered here by URL and API token; the tokens
+# its OAuth client receives carry the custom scopes the panel authorises with ---
 c.JupyterHub.services = [{
-    "name": "bubble-manager",
+    "name": hubapi.SERVICE_NAME,
     "url": values["serviceUrl"],
     "api_token": secret("service-token"),
     "oauth_client_id": "service-bubble-manager",
     "oauth_redirect_uri": values["baseUrl"].rstrip("/") + "/services/bubble-manager/oauth_callback",
     "oauth_no_confirm": True,
+    "oauth_client_allowed_scopes": [hubapi.SCOPE_USE, hubapi.SCOPE_REVIEW, hubapi.SCOPE_ADMIN],
     "display": True,
 }]
 
-# --- roles: custom scopes bound to groups; the platform admin role cannot open users' servers ---
-c.JupyterHub.custom_scopes = {
-    "custom:bubbles:use": {"description": "Request studies and open one's study bubbles."},
-    "custom:bubbles:review": {"description": "Review study and output requests."},
-    "custom:bubbles:admin": {"description": "Watch bubbles, audit, archives and keys."},
-}
-groups = values["groups"]
-service_access = "access:services!service=bubble-manager"
-c.JupyterHub.load_roles = [
-    {"name": "user", "scopes": ["self"]},
-    {"name": "bubble-researcher", "groups": [groups["researchers"]], "scopes": ["custom:bubbles:use", service_access]},
-    {"name": "bubble-steward", "groups": [groups["stewards"]], "scopes": ["custom:bubbles:review", service_access]},
-    {"name": "bubble-admin", "groups": [groups["admins"]],
-     "scopes": ["custom:bubbles:admin", service_access, "read:users", "read:servers", "list:users"]},
-    {"name": "bubble-manager-service", "services": ["bubble-manager"],
-     "scopes": ["list:users", "read:users", "read:groups", "servers", "read:roles:users", "read:roles:groups"]},
-]
+# --- roles: the hub groups researchers, stewards and admins bound to custom scopes, a trimmed user role,
+# JupyterHub's admin role held by no one (bubble_manager/runtime/hubapi.py, as on a local site) ---
+c.JupyterHub.custom_scopes = hubapi.CUSTOM_SCOPES
+c.JupyterHub.load_roles = hubapi.hub_roles()

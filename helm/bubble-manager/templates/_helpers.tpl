@@ -98,4 +98,13 @@ seccompProfile:
 {{- if and (eq .Values.auth.type "oidc") (not (or .Values.auth.oidc.clientSecret .Values.auth.oidc.existingSecret.name)) -}}
 {{- fail "set auth.oidc.clientSecret or auth.oidc.existingSecret.name: the hub needs its OIDC client secret" -}}
 {{- end -}}
+{{- $roleOf := dict -}}
+{{- range $role := list "researchers" "stewards" "admins" -}}
+{{- range $group := (get $.Values.hub.groups $role | toStrings | uniq) -}}
+{{- if hasKey $roleOf $group -}}
+{{- fail (printf "hub.groups: the provider group %q gives both %s and %s; give each role its own group(s)" $group (get $roleOf $group) $role) -}}
+{{- end -}}
+{{- $_ := set $roleOf $group $role -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
