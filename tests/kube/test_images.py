@@ -16,6 +16,7 @@ pytestmark = pytest.mark.kube
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = {"hub": ROOT / "images" / "hub" / "Dockerfile", "bubble": ROOT / "images" / "bubble" / "Dockerfile"}
 BUBBLE_ENV = ROOT / "hub_config" / "bubble-env"
+HUB_EXTRAS = ("kube", "oauth", "postgres", "lifecycle", "airlock")
 PINNED_BASE = re.compile(r"^[a-z0-9./-]+:\d+\.\d+\.\d+[a-z0-9.-]*(@sha256:[0-9a-f]{64})?$")
 
 
@@ -83,7 +84,7 @@ def test_pip_itself_is_pinned(name):
 def test_the_hub_image_pins_every_requirement_of_the_package():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     needed = [Requirement(r) for r in project["dependencies"]]
-    for extra in ("kube", "oauth", "postgres"):
+    for extra in HUB_EXTRAS:
         needed += [Requirement(r) for r in project["optional-dependencies"][extra]]
     hub_pins = pins(ROOT / "images" / "hub" / "requirements.txt")
     for requirement in needed:
@@ -93,7 +94,43 @@ def test_the_hub_image_pins_every_requirement_of_the_package():
             f"the hub pin {pin} does not satisfy pyproject's {requirement}"
         assert requirement.extras <= pin.extras, f"{pin} lacks the extras of {requirement}"
     runs = " ".join(instructions("hub", "RUN"))
-    assert '".[kube,oauth,postgres]"' in runs and "pip check" in runs
+    assert f'".[{",".join(HUB_EXTRAS)}]"' in runs and "pip check" in runs
+
+
+def test_the_hub_image_installs_everything_the_package_imports():
+    """The hub image runs the hub and the service (panel, reconciler, airlock): each third-party module
+    bubble_manager imports (but the in-bubble extension's) is pinned, or required by a pin."""
+    import ast
+    import importlib.metadata
+    import sys
+
+    distributions = importlib.metadata.packages_distributions()
+    hub_pins = set(pins(ROOT / "images" / "hub" / "requirements.txt"))
+    installed, todo = set(), list(hub_pins)
+    while todo:  # the pins and what they require (no extras), as pip installs them
+        name = todo.pop()
+        if name in installed:
+            continue
+        installed.add(name)
+        for line in importlib.metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(requirement.name))
+    missing = {}
+    for path in (ROOT / "bubble_manager").rglob("*.py"):
+        if "inbubble" in path.parts:
+            continue  # runs in the bubble image (test_the_bubble_image_carries_the_in_bubble_extension...)
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                       [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for module in modules:
+                top = module.split(".")[0]
+                if top in sys.stdlib_module_names or top == "bubble_manager":
+                    continue
+                names = {canonicalize_name(d) for d in distributions.get(top, [top])}
+                if not names & installed:
+                    missing.setdefault(top, path.relative_to(ROOT).as_posix())
+    assert not missing, f"the hub image lacks what these modules import: {missing}"
 
 
 def test_the_hub_image_ships_what_the_chart_runs():
