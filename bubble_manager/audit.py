@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import syslog
 import threading
 import time
@@ -35,6 +36,7 @@ from .store import AuditEntryRow, Store
 from .study_request import canonical_json
 
 GENESIS = "0" * 64
+SYSLOG_LINE = re.compile(r"bubble-manager-audit(?:\[\d+\])?: checkpoint (\{.*\})\s*$")  # ident[pid]: ...
 PG_AUDIT_LOCK = 0x6275626C  # "bubl": one advisory lock id serialises appends on PostgreSQL
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,10 @@ def entry_hash(seq: int, at: str, actor: str, action: str, study: str | None, de
 
 # --- checkpoint sinks --------------------------------------------------------------------------
 
+class CheckpointSinkError(RuntimeError):
+    """The checkpoints cannot be read back from the configured sink."""
+
+
 class CheckpointSink(Protocol):
     def write(self, record: dict[str, Any]) -> None: ...
     def read(self) -> list[dict[str, Any]]: ...
@@ -85,16 +91,26 @@ class FileCheckpointSink:
             os.close(fd)
 
     def read(self) -> list[dict[str, Any]]:
+        """The checkpoints, one per line: our own JSON lines, or syslog lines collected into a file
+        (`... bubble-manager-audit: checkpoint {...}`, other programs' lines skipped). A damaged
+        line of ours counts as an unreadable checkpoint."""
         if not self.path.exists():
             return []
         records = []
         for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
+            text = line
+            if not line.lstrip().startswith("{"):
+                if "bubble-manager-audit" not in line:
+                    continue  # another program's line in a collected syslog file
+                syslogged = SYSLOG_LINE.search(line)
+                text = syslogged.group(1) if syslogged else line
             try:
-                records.append(json.loads(line))
+                record = json.loads(text)
             except json.JSONDecodeError:
-                records.append({"unreadable_line": number})
+                record = None
+            records.append(record if isinstance(record, dict) else {"unreadable_line": number})
         return records
 
     def describe(self) -> str:
@@ -112,8 +128,9 @@ class SyslogCheckpointSink:
         syslog.syslog(syslog.LOG_NOTICE, "checkpoint " + canonical_json(record))
 
     def read(self) -> list[dict[str, Any]]:
-        raise RuntimeError("checkpoints were sent to syslog: collect the 'checkpoint {...}' lines into a file "
-                           "and pass it with `bubble-manager audit verify --checkpoints FILE`")
+        raise CheckpointSinkError("checkpoints were sent to syslog: collect the 'bubble-manager-audit: checkpoint "
+                                  "{...}' lines into a file (as syslog wrote them) and pass it with "
+                                  "`bubble-manager audit verify --checkpoints FILE`")
 
     def describe(self) -> str:
         return "syslog"

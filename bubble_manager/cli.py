@@ -16,6 +16,7 @@ from typing import Sequence
 from sqlalchemy.exc import DBAPIError
 
 from . import __version__
+from .audit import CheckpointSinkError
 from .catalog import CatalogError
 from .cli_common import (EXIT_ERROR, EXIT_FAILED, EXIT_OK, CommandError, emit,
                          home_of, open_context)
@@ -156,8 +157,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if args.checkpoints:
         from .audit import FileCheckpointSink
 
+        if not Path(args.checkpoints).is_file():
+            raise CommandError(f"checkpoint file {args.checkpoints} not found")
         checkpoints = FileCheckpointSink(Path(args.checkpoints)).read()
-    report = context.audit.verify(context.verifier(), checkpoints)
+    try:
+        report = context.audit.verify(context.verifier(), checkpoints)
+    except CheckpointSinkError as error:
+        raise CommandError(str(error)) from None
 
     def text() -> str:
         head = (f"audit chain intact: {report.entries} entries, {report.checkpoints} signed checkpoints"

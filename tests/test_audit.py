@@ -210,3 +210,35 @@ def test_export_jsonl(context, tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["seq"] for line in lines] == [1, 2, 3, 4]
     assert set(lines[0]) == {"seq", "at", "actor", "action", "study", "detail", "prev_hash", "hash"}
+
+
+def test_checkpoints_sent_to_syslog_verify_from_the_collected_lines(bm_home, capsys):
+    from bubble_manager.audit import SyslogCheckpointSink
+    from bubble_manager.cli import main
+
+    class CollectedSyslog(SyslogCheckpointSink):
+        """What syslog writes to a log file for our ident (journald's short format adds [pid])."""
+
+        lines: list[str] = []
+
+        def write(self, record):
+            pid = "[4242]" if len(self.lines) % 2 else ""
+            self.lines.append(f"Nov 23 09:00:00 hub bubble-manager-audit{pid}: checkpoint {json.dumps(record)}")
+
+    (bm_home / "bubble_manager_config.py").write_text('c.BubbleManager.audit_sink = "syslog"\n')
+    context = Context.open(load_settings(bm_home))
+    sink = context.audit.sink = CollectedSyslog()
+    try:
+        fill(context, 4)
+    finally:
+        context.close()
+    assert main(["--home", str(bm_home), "audit", "verify"]) == 2, "no checkpoints to read: an error, not a broken chain"
+    assert "--checkpoints FILE" in capsys.readouterr().err
+    collected = bm_home / "auth.log"
+    collected.write_text("\n".join(["Nov 23 08:59:59 hub sshd[1]: unrelated line", *sink.lines]) + "\n")
+    assert main(["--home", str(bm_home), "audit", "verify", "--checkpoints", str(collected)]) == 0
+    assert "4 entries, 4 signed checkpoints" in capsys.readouterr().out
+    damaged = sink.lines[2].replace("checkpoint {", "checkpoint {{")  # no longer JSON
+    collected.write_text("\n".join([*sink.lines[:2], damaged, sink.lines[3]]) + "\n")
+    assert main(["--home", str(bm_home), "audit", "verify", "--checkpoints", str(collected)]) == 1
+    assert "checkpoint #3 is unreadable" in capsys.readouterr().out

@@ -23,13 +23,23 @@ def start_snapshot(home, slug):
                              slug, "--actor", "killed-run"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def temporary_file_sizes(folder):
+    sizes = []
+    for path in folder.glob(".*.tar.zst.age.*.tmp") if folder.exists() else ():
+        try:
+            sizes.append(path.stat().st_size)
+        except FileNotFoundError:  # renamed into place (or removed) since the listing
+            pass
+    return sizes
+
+
 def kill_when(process, folder, condition, timeout=60.0):
     """SIGKILL the process as soon as `condition(temp file sizes)` holds; True if it was still running."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
-        sizes = [p.stat().st_size for p in folder.glob(".*.tar.zst.age.*.tmp")] if folder.exists() else []
+        sizes = temporary_file_sizes(folder)
         if condition(sizes):
             process.send_signal(signal.SIGKILL)
             process.wait()
