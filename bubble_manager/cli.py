@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # a path given on the command line is a folder, unreadable, on a full disk...
+        print(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_ERROR
     except DBAPIError as error:  # the database went away or refused a statement after opening
         reason = str(error.orig or error).strip().splitlines()[0]
         print(f"error: the database failed: {reason}; nothing more was done (retry once it is back)", file=sys.stderr)

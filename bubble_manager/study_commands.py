@@ -245,6 +245,11 @@ def _read_request_file(path: str) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CommandError(f"request file {path} not found") from None
+    except IsADirectoryError:
+        raise CommandError(f"request file {path} is a folder; give the request YAML file") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"request file {path} is not UTF-8 text; give the request YAML file "
+                           "(see docs/examples/study-request.yaml)") from None
     return load_request_yaml(text)
 
 

@@ -146,3 +146,14 @@ def test_an_unreachable_database_is_an_error_not_a_broken_chain(bm_home, capsys)
         assert code == 2, err
         assert err.startswith("error: cannot open the database postgresql+psycopg://auditor:***@")
         assert "s3cret" not in err and "Traceback" not in err
+
+
+def test_a_folder_or_binary_file_given_as_a_file_is_a_clear_error(cli, tmp_path):
+    binary = tmp_path / "request.bin"
+    binary.write_bytes(b"\x00\xff\xfe binary")
+    _, err = cli("studies", "request", "--file", str(tmp_path), "--actor", "carol", expect=2)
+    assert f"request file {tmp_path} is a folder" in err
+    _, err = cli("studies", "request", "--file", str(binary), "--actor", "carol", expect=2)
+    assert "is not UTF-8 text" in err and str(binary) in err
+    _, err = cli("keys", "decrypt-share", "--identity", str(tmp_path), str(binary), expect=2)
+    assert err.startswith("error: Is a directory:") and "Traceback" not in err
