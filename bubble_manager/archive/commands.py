@@ -159,6 +159,8 @@ def cmd_decrypt_share(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    if args.out and (Path(args.out).exists() or Path(args.out).is_symlink()):
+        raise CommandError(f"{args.out} already exists; choose another --out")  # before anything is recovered
     texts = read_share_texts(args.share)
     context = None if args.offline else open_context(args, require_signer=False)
     try:

@@ -287,6 +287,11 @@ def test_keys_cli_round_trip(bm_home, tmp_path, capsys, frozen_clock, sqlite_con
     assert result.stdout == b"hello custodians"
     _, err = cli("keys", "custodians", "add", "eve", "age1xyz", "--actor", "admin", expect=2)
     assert "not an age public key" in err
+    recoveries = len(sqlite_context.audit.entries(action="keys.recovered"))
+    _, err = cli("keys", "recover", slug, "--share", str(tmp_path / "ada.share"), "--share",
+                 str(tmp_path / "bert.share"), "--out", str(tmp_path / "archive.key"), expect=2)
+    assert "already exists" in err
+    assert len(sqlite_context.audit.entries(action="keys.recovered")) == recoveries, "refused before recovering"
     # --actor is an operator's assertion: each entry a command wrote names the OS user who ran it.
     os_user = getpass.getuser()
     added = sqlite_context.audit.entries(action="keys.custodian-added")
