@@ -174,7 +174,7 @@ class AuditLog:
         self.checkpoint_interval = checkpoint_interval
         self._last_checkpoint_seq = 0
         self._last_checkpoint_time: float | None = None
-        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_lock = threading.RLock()
         self._appending = threading.local()  # per thread: this transaction appended entries
         self._timer: threading.Timer | None = None
         self._closed = False
@@ -250,6 +250,7 @@ class AuditLog:
         """Sign the current chain head and send it to the sink, if it moved since the last one."""
         if self.signer is None or self.sink is None:
             return None
+        self._appending.pending = False  # this reads the head: appends of a rolled-back transaction are gone
         with self._checkpoint_lock:
             with self.store.transaction() as session:
                 head = session.execute(select(AuditEntryRow.seq, AuditEntryRow.hash)

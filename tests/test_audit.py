@@ -242,3 +242,15 @@ def test_checkpoints_sent_to_syslog_verify_from_the_collected_lines(bm_home, cap
     collected.write_text("\n".join([*sink.lines[:2], damaged, sink.lines[3]]) + "\n")
     assert main(["--home", str(bm_home), "audit", "verify", "--checkpoints", str(collected)]) == 1
     assert "checkpoint #3 is unreadable" in capsys.readouterr().out
+
+
+def test_appends_rolled_back_then_an_explicit_checkpoint(context):
+    fill(context, 2)
+    with pytest.raises(RuntimeError):
+        with context.store.transaction() as session:
+            context.audit.append(session, actor="a", action="never-committed")
+            raise RuntimeError("rolled back")
+    assert context.audit.checkpoint() is None, "nothing new committed: no checkpoint, and no deadlock"
+    context.audit.record(actor="a", action="third")
+    report = verify(context)
+    assert report.ok and report.entries == 3 and report.last_checkpoint_seq == 3
