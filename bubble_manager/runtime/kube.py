@@ -13,6 +13,12 @@ chart) would still cut a policy-less pod off, this is the second lock.
 
 Bubbles live in their own namespace without DNS, so `hub_connect_url` must name the hub Service by
 its cluster IP (the chart's config reads it from `HUB_SERVICE_HOST`).
+
+Extensions: a pod's deadline reaches the study's end as it was when the pod was built, and cannot be
+raised. When an approved extension moved that end, `poll` replaces the pod, shortly before its
+deadline (or after it, if the hub was down then), by one built for the new end: the gate again, the
+policy kept and refreshed before the new pod, the same volumes; `bubble.extended`. A replacement
+that fails stops the bubble, as its deadline would have (`kube_extension`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from ..operations import Context
 from ..store import load_study
 from . import extract_gate
 from .kube_checks import pod_problems, policy_problems, require_safe
+from .kube_extension import extended_end, renewal_due
 from .kube_objects import (MANIFEST_ANNOTATION, KubeOptions, bubble_network_policy, bubble_pod, extract_claim_name,
                            network_policy_name, shared_claim, shared_claim_name, to_manifest, workspace_claim,
                            workspace_claim_name)
@@ -88,6 +95,10 @@ class KubeBubbleSpawner(BubbleSpawnerBase, KubeSpawner):
     workspace_size = Unicode("10Gi", help="Size of each member's workspace claim.").tag(config=True)
     shared_size = Unicode("10Gi", help="Size of each study's shared folder claim.").tag(config=True)
     extract_size = Unicode("10Gi", help="Size of each extract claim.").tag(config=True)
+    extension_renew_seconds = Integer(300, min=60, help="When an approved extension moved a running bubble's "
+                                      "study end, its pod (whose activeDeadlineSeconds cannot be raised) is "
+                                      "replaced by one reaching the new end this many seconds before its old "
+                                      "deadline; keep it above the hub's poll interval.").tag(config=True)
 
     @default("component_label")
     def _component_label_default(self) -> str:
@@ -242,6 +253,66 @@ class KubeBubbleSpawner(BubbleSpawnerBase, KubeSpawner):
     async def delete_forever(self) -> None:
         """A deleted named server keeps its study volumes: snapshots archive them, retention purges them."""
         await asyncio.to_thread(self._audit, "bubble.server-deleted", self.name or None, {"server": self.name})
+
+    # --- extensions -------------------------------------------------------------------------------
+
+    async def poll(self):  # noqa: ANN201 - None while running, else an exit status
+        if getattr(self, "_renewing", False):
+            return None  # being replaced by a pod that reaches the study's new end
+        await self._start_watching_pods()
+        pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}")
+        old_end = renewal_due(pod, clock.utcnow(), self.extension_renew_seconds) if pod else None
+        if old_end is not None:
+            new_end = await asyncio.to_thread(self._extended_end, old_end)
+            if new_end is not None:
+                return await self._renew(old_end, new_end)
+        return await super().poll()
+
+    def _extended_end(self, old_end):  # noqa: ANN001, ANN202 - datetimes
+        with self.context.store.transaction() as session:
+            study = load_study(session, self.name) if self.name else None
+        return extended_end(study, self.user.name, old_end, clock.utcnow())
+
+    async def _renew(self, old_end, new_end):  # noqa: ANN001, ANN202 - datetimes; poll's answer
+        """Replace the pod by one built for the extended study: the old pod goes first, its policy stays (and is
+        refreshed) throughout; any failure stops the bubble, as its deadline would have."""
+        self._renewing = True
+        detail = {"pod": self.pod_name, "namespace": self.namespace, "from": old_end.isoformat(),
+                  "expires_at": new_end.isoformat()}
+        try:
+            spec = await asyncio.to_thread(self.bubble_spec)  # the gate again (a refusal is audited there)
+            options = self.kube_options()
+            await self._ensure_claims(spec, options)  # the extract volume still holds the current extract
+            await KubeSpawner.stop(self, now=False)
+            self._bubble_spec = spec
+            await self._create_network_policy(options, spec)
+            await KubeSpawner._start(self)
+        except BaseException as error:
+            self.log.warning("bubble %s/%s could not be renewed for the extension of its study: %r",
+                             self.namespace, self.pod_name, error)
+            await self._remove_after_failed_start()
+            await asyncio.to_thread(self._audit, "bubble.failed", self.name or None,
+                                    {"reason": "extension-renewal", "error": type(error).__name__, **detail})
+            if not isinstance(error, Exception):
+                raise
+            return 1
+        finally:
+            self._renewing = False
+        await asyncio.to_thread(self._audit, "bubble.extended", spec.study,
+                                {"by": "spawner", "manifest_sha256": spec.manifest_sha256, **detail})
+        status = await super().poll()  # records the new pod's address in the hub's server
+        await self._route_to_new_pod()
+        return status
+
+    async def _route_to_new_pod(self) -> None:
+        """Point the proxy at the new pod now rather than at the hub's next route check."""
+        proxy = (getattr(self.user, "settings", None) or {}).get("proxy")
+        if proxy is None or self.server is None:
+            return
+        try:
+            await proxy.add_user(self.user, self.name)
+        except Exception:
+            self.log.exception("route of %s not updated; the hub's route check will", self.pod_name)
 
     # --- stop -------------------------------------------------------------------------------------
 

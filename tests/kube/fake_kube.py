@@ -201,7 +201,8 @@ class CoreV1:
         if manifest is None:
             return
         manifest["status"] = {"phase": "Running", "podIP": "10.1.2.3",
-                              "containerStatuses": [{"name": "notebook", "ready": True}]}
+                              "containerStatuses": [{"name": "notebook", "ready": True,
+                                                     "state": {"running": {"startedAt": "2027-01-10T09:00:00Z"}}}]}
         self.cluster.publish("pod", "MODIFIED", manifest)
 
     async def delete_namespaced_pod(self, name, namespace, **_):  # noqa: ANN001
