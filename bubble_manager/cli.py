@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "warehouses, on JupyterHub.")
     parser.add_argument("--version", action="version", version=f"bubble-manager {__version__}")
     parser.add_argument("--home", help="data folder (default: $BUBBLE_MANAGER_HOME or ./var)")
-    parser.add_argument("--config", help="Python config file (default: HOME/bubble_manager_config.py if present)")
+    parser.add_argument("--config", help="Python config file (default: $BUBBLE_MANAGER_CONFIG, else "
+                        "HOME/bubble_manager_config.py if present)")
     parser.add_argument("--db", help="database URL (default: SQLite file under HOME)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--hub-url", help="act through the hub's bubble-manager API as the owner of "

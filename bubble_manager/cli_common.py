@@ -42,7 +42,9 @@ def home_of(args: argparse.Namespace) -> Path:
 
 
 def settings_of(args: argparse.Namespace) -> BubbleManager:
-    return load_settings(home_of(args), args.config, db_url=args.db)
+    """Settings as the hub and the service read them: `--config`, else $BUBBLE_MANAGER_CONFIG, else
+    HOME/bubble_manager_config.py (so a command run beside the service opens the service's store)."""
+    return load_settings(home_of(args), args.config or os.environ.get("BUBBLE_MANAGER_CONFIG") or None, db_url=args.db)
 
 
 def open_context(args: argparse.Namespace, *, require_signer: bool = True) -> Context:

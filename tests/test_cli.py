@@ -157,3 +157,18 @@ def test_a_folder_or_binary_file_given_as_a_file_is_a_clear_error(cli, tmp_path)
     assert "is not UTF-8 text" in err and str(binary) in err
     _, err = cli("keys", "decrypt-share", "--identity", str(tmp_path), str(binary), expect=2)
     assert err.startswith("error: Is a directory:") and "Traceback" not in err
+
+
+def test_the_config_file_comes_from_bubble_manager_config_as_for_the_service(tmp_path, monkeypatch, capsys):
+    """A command run beside the service (same environment) opens the service's store, not its own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    elsewhere = tmp_path / "service.sqlite"
+    config = tmp_path / "service_config.py"
+    config.write_text(f"c.BubbleManager.db_url = 'sqlite:///{elsewhere}'\n")
+    monkeypatch.setenv("BUBBLE_MANAGER_CONFIG", str(config))
+    assert main(["--home", str(home), "db", "upgrade"]) == 0
+    assert elsewhere.exists() and not (home / "bubble-manager.sqlite").exists()
+    monkeypatch.setenv("BUBBLE_MANAGER_CONFIG", str(tmp_path / "missing.py"))
+    assert main(["--home", str(home), "db", "upgrade"]) == 2
+    assert "missing.py" in capsys.readouterr().err
