@@ -59,6 +59,7 @@ class FakeCluster:
         self.watchers: dict[str, list[asyncio.Queue]] = {}
         self.versions = itertools.count(1)
         self.pod_behaviour = "run"  # run | pending | refuse
+        self.pod_ips = (f"10.1.2.{n}" for n in itertools.count(3))  # each new pod its own address
         self.job_outcome = "Complete"  # Complete | Failed
         self.fail_next: dict[tuple[str, str], int] = {}
         self.deleted: dict[tuple[str, str], dict] = {}  # the last state of every deleted object
@@ -200,7 +201,7 @@ class CoreV1:
         manifest = self.cluster.objects.get(("pod", namespace, name))
         if manifest is None:
             return
-        manifest["status"] = {"phase": "Running", "podIP": "10.1.2.3",
+        manifest["status"] = {"phase": "Running", "podIP": next(self.cluster.pod_ips),
                               "containerStatuses": [{"name": "notebook", "ready": True,
                                                      "state": {"running": {"startedAt": "2027-01-10T09:00:00Z"}}}]}
         self.cluster.publish("pod", "MODIFIED", manifest)

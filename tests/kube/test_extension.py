@@ -39,6 +39,28 @@ def killed_at_deadline(cluster) -> None:
     cluster.publish("pod", "MODIFIED", manifest)
 
 
+def hub_records_the_server(spawner, url: str) -> list[tuple[str, str]]:
+    """The hub's side of a started server: its ORM record and the proxy; returns the routes the proxy is given."""
+    from types import SimpleNamespace
+    from urllib.parse import urlparse
+
+    from jupyterhub import orm
+
+    address = urlparse(url)
+    spawner.orm_spawner.server = orm.Server(proto=address.scheme, ip=address.hostname, port=address.port,
+                                            base_url="/user/alice/t2d-statins/", cookie_name="jupyterhub-user-alice")
+    spawner.db = SimpleNamespace(commit=lambda: None)
+    routed: list[tuple[str, str]] = []
+
+    class Proxy:
+        async def add_user(self, user, server_name):  # noqa: ANN001 - jupyterhub.proxy.Proxy.add_user
+            routed.append((server_name, user.spawners[server_name].server.ip))
+
+    spawner.user.settings = {"proxy": Proxy()}
+    spawner.user.spawners = {spawner.name: spawner}
+    return routed
+
+
 async def settle() -> None:
     import asyncio
 
@@ -85,7 +107,8 @@ def test_only_an_active_study_extended_past_the_pod_for_a_member_is_followed():
 async def test_an_extension_replaces_the_pod_at_its_old_end(study_home, cluster, options, frozen_clock):
     fill_extract(cluster, options, study_home)
     spawner = make_spawner(study_home.home)
-    await spawner.start()
+    url = await spawner.start()
+    routed = hub_records_the_server(spawner, url)
     old_end = study_home.study.expires_at
     assert pod(cluster)["metadata"]["annotations"][EXPIRES_ANNOTATION] == old_end.isoformat()
     extended = extend(study_home)
@@ -109,6 +132,9 @@ async def test_an_extension_replaces_the_pod_at_its_old_end(study_home, cluster,
     _, study, detail = [row for row in _audit_rows(study_home.context) if row[0] == "bubble.extended"][-1]
     assert study == "t2d-statins" and detail["by"] == "spawner" and detail["runtime"] == "kubernetes"
     assert (detail["from"], detail["expires_at"]) == (old_end.isoformat(), extended.expires_at.isoformat())
+
+    assert spawner.server.ip == renewed["status"]["podIP"] != "10.1.2.3"  # the hub's record of the server
+    assert routed == [("t2d-statins", renewed["status"]["podIP"])]  # and the proxy, at once
 
     cluster.calls.clear()
     await settle()
