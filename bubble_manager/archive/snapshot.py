@@ -7,7 +7,8 @@ entry are written in the same transaction as the renames. A crash at any point l
 complete archive or only a temporary file, which the next snapshot of the study removes. The
 AgeWriter is the outermost writer, so an exception never seals a half archive.
 
-Inside, under `<slug>/`: `extract.duckdb`, `manifest.json` and `vault.age` (if present), the
+Inside, under `<slug>/`: `extract.duckdb`, `manifest.json`, `vault.age` and the airlock's
+`disclosure-ledger.json` (each if present), the
 `workspaces/` and `shared/` trees (walked with `walk.py`: links never followed), and `_archive/`
 holding `environment.json` (package list), `audit.jsonl` (the study's audit entries) and, last,
 `archive-manifest.json`, signed. Researchers' file names appear only inside the encrypted archive:
@@ -47,6 +48,7 @@ from .walk import Entry, Limits, TreeWalker, WalkReport
 
 SNAPSHOT_STATES = {State.approved, State.active, State.expired, State.revoked, State.archived}
 META_DIR = "_archive"
+HUB_WRITTEN_FILES = ("extract.duckdb", "manifest.json", "vault.age", "disclosure-ledger.json")  # the airlock's ledger
 COPY_BUFFER = 1 << 20
 WRITEBACK_BYTES = 32 * 2**20  # start writing the archive to disk every 32 MiB
 ZSTD_JOB_BYTES = 1 << 20
@@ -250,7 +252,7 @@ def _write_tar(context, slug: str, number: int, created_at: str, output: BinaryI
             tar.copybufsize = COPY_BUFFER
             writer = _TarMembers(tar, members, report, int(clock.parse_iso(created_at).timestamp()))
             writer.add_dir(slug, 0o755, writer.mtime)
-            for name in ("extract.duckdb", "manifest.json", "vault.age"):
+            for name in HUB_WRITTEN_FILES:
                 for entry in walker.walk_file(paths.root, name, f"{slug}/{name}"):
                     writer.add_entry(entry)
             for tree, prefix in ((paths.workspaces, f"{slug}/workspaces"), (paths.shared, f"{slug}/shared")):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bubble_manager import studies
+from bubble_manager.airlock.ledger import LEDGER_NAME
 from bubble_manager.archive.age import X25519Identity
 from bubble_manager.archive.keys import add_custodian
 from bubble_manager.operations import StudyOperations
@@ -136,6 +137,8 @@ def write_study_files(context, slug: str, *, random_bytes: int = 256 * 1024) -> 
     os.symlink("notebooks/analysis.ipynb", alice / "latest.ipynb")
     files[str(paths.extract.relative_to(paths.root))] = paths.extract.read_bytes()
     files["manifest.json"] = paths.manifest.read_bytes()
+    (paths.root / LEDGER_NAME).write_text('{"format": "bubble-manager-disclosure-ledger/1", "requests": []}\n')
+    files[LEDGER_NAME] = (paths.root / LEDGER_NAME).read_bytes()
     return StudyFiles(slug, paths, files)
 
 

@@ -161,7 +161,7 @@ def test_a_file_swapped_for_a_symlink_after_listing_is_not_read(tmp_path):
 @pytest.mark.parametrize("setting, value, code, count", [
     ("max_file_bytes", 200_000, "over-file-cap", 1),  # data.bin (300 kB)
     ("max_total_bytes", 5_000, "over-total-cap", 2),  # data.bin, then notes.md (8 kB) are over 5 kB
-    ("max_members", 9, "over-member-cap", 3),  # a skipped folder is not walked
+    ("max_members", 10, "over-member-cap", 3),  # a skipped folder is not walked
 ])
 def test_caps_leave_files_out_and_say_so(bm_home, custodians, sqlite_context, frozen_clock, setting, value, code,
                                          count):
