@@ -184,6 +184,8 @@ def test_live_key_is_used_audited_and_destroyed(sqlite_context, custodians, froz
     identity = load_live_identity(sqlite_context, slug, actor="extract")
     assert identity.recipient() == keys.live_recipient
     live_path = key_store.study_keys_dir(sqlite_context.home, slug) / "live.key"
+    for path in (live_path, *live_path.parents[:3]):  # live.key, <slug>/, studies/, keys/: the hub's user only
+        assert path.stat().st_uid == os.geteuid() and stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
     assert destroy_live_key(sqlite_context, slug, actor="reconciler") is True
     assert not live_path.exists()
     assert destroy_live_key(sqlite_context, slug) is False  # idempotent
