@@ -13,7 +13,7 @@ DEV_OIDC_DIR := dev/oidc
 .PHONY: dev-oidc
 dev-oidc: $(DEV_OIDC_DIR)/node_modules/.installed
 
-$(DEV_OIDC_DIR)/node_modules/.installed: $(DEV_OIDC_DIR)/package.json $(DEV_OIDC_DIR)/package-lock.json | system-deps
+$(DEV_OIDC_DIR)/node_modules/.installed: $(DEV_OIDC_DIR)/package.json $(DEV_OIDC_DIR)/package-lock.json | system-deps node-runtime
 	@node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)' 2>/dev/null \
 	  || { echo "the development OIDC provider needs Node.js 20 or later and npm (found: $$(node --version 2>/dev/null || echo none))" >&2; exit 1; }
 	cd $(DEV_OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error
