@@ -59,7 +59,16 @@ WRONG_VALUES = [
     ({"service": {"port": "10101"}}, "/service/port"),
     ({"database": {"url": "mysql://root@db/x"}}, "/database/url"),
     ({"database": {"egress": [{"to": []}]}}, "/database/egress"),
-    ({"auth": {"oidc": {"callbackUrl": "http://jupyter.example.org/hub/oauth_callback"}}}, "callbackUrl"),
+    ({"hub": {"publicUrl": None}}, "publicUrl"),
+    ({"hub": {"publicUrl": ""}}, "/hub/publicUrl"),
+    ({"hub": {"publicUrl": "http://jupyter.example.org"}}, "/hub/publicUrl"),
+    ({"hub": {"publicUrl": "https://jupyter.example.org/jupyter"}}, "/hub/publicUrl"),
+    ({"hub": {"publicUrl": "https://jupyter.example.org/hub/oauth_callback"}}, "/hub/publicUrl"),
+    ({"hub": {"publicUrl": "jupyter.example.org"}}, "/hub/publicUrl"),
+    ({"hub": {"publicUrl": "https://jupyter.example.org:8443"}}, "/hub/publicUrl"),
+    ({"hub": {"publicUrl": "https://*.example.org"}}, "/hub/publicUrl"),
+    ({"ingress": {"tls": {"secretName": ""}}}, "/ingress/tls/secretName"),
+    ({"ingress": {"hosts": ["jupyter.example.org"]}}, "hosts"),
     ({"auth": {"type": "dummy"}}, "/auth/type"),
     ({"auth": {"oidc": {"issuer": "http://sso.example.org/realms/hospital"}}}, "/auth/oidc/issuer"),
     ({"auth": {"oidc": {"authorizeUrl": "https://sso.example.org/auth"}}}, "authorizeUrl"),
@@ -94,6 +103,8 @@ def test_the_schema_rejects_wrong_values(tmp_path, values, names):
     (["--set", "auth.oidc.existingSecret.name="], "OIDC client secret"),
     (["--set", "hub.groups.admins=researchers"], 'the provider group "researchers" gives both researchers and admins'),
     (["--set", "hub.groups.stewards={eds-stewards,researchers}"], "gives both researchers and stewards"),
+    (["--set", "auth.oidc.callbackUrl=https://jupyter.example.org/hub/oauth_callback"],
+     "auth.oidc.callbackUrl is no longer a value: remove it and set hub.publicUrl"),
 ])
 def test_the_chart_refuses_inconsistent_values(extra, message):
     result = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra, check=False)
@@ -326,8 +337,8 @@ def test_the_hub_signs_in_through_the_bubble_oidc_authenticator(tmp_path, monkey
     assert config.Authenticator.refresh_pre_spawn is True and "offline_access" in authenticator.scope
     assert authenticator.bubble_manager_home == settings["home"] == "/srv/bubble-manager"
     assert authenticator.bubble_manager_config == str(tmp_path / "config" / "bubble_manager_config.py")
-    assert authenticator.oauth_callback_url == oidc_values["callbackUrl"]
-    hub_pages = oidc_values["callbackUrl"].removesuffix("oauth_callback")
+    hub_pages = source["hub"]["publicUrl"].rstrip("/") + source["hub"]["baseUrl"] + "hub/"
+    assert authenticator.oauth_callback_url == f"{hub_pages}oauth_callback"
     assert authenticator.post_logout_redirect_url == f"{hub_pages}login"
     logout = authenticator.idp_logout_url("id-token")
     assert logout.startswith(f"{issuer}/logout?") if oidc_values["idpLogout"] else logout == ""
@@ -436,3 +447,77 @@ def test_the_chart_declares_the_kubernetes_versions_it_supports():
     assert helm(*template_args(None, "--kube-version", "1.30.0")).returncode == 0
     too_old = helm(*template_args(None, "--kube-version", "1.29.9"), check=False)
     assert too_old.returncode != 0 and "kubeVersion" in too_old.stderr + too_old.stdout
+
+
+# --- origins: the hub, the panel and each user's servers on their own hosts ----------------------
+
+def service_env(docs: list[dict]) -> dict[str, str]:
+    (deployment,) = [d for d in find(docs, "Deployment") if d["metadata"]["name"].endswith("-service")]
+    return {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            if "value" in e}
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_user_servers_and_the_panel_live_on_their_own_subdomains(tmp_path, monkeypatch, values):
+    """subdomain_host from hub.publicUrl; the panel's OAuth client on the subdomain JupyterHub gives the
+    service, the service pod told the same, and sent to the hub's host for sign-in and the hub's pages."""
+    from urllib.parse import urlsplit
+
+    from jupyterhub.services.auth import HubOAuth
+    from jupyterhub.utils import subdomain_hook_idna
+
+    docs = rendered(values)
+    config, _, _ = load_hub_config(tmp_path, docs)
+    source = source_values(values)["hub"]
+    public_url, base_url = source["publicUrl"].rstrip("/"), source["baseUrl"]
+    host = urlsplit(public_url).hostname
+    assert config.JupyterHub.subdomain_host == public_url and config.JupyterHub.base_url == base_url
+    (service,) = config.JupyterHub.services
+    panel_host = subdomain_hook_idna(service["name"], host, "service")  # where JupyterHub routes the service
+    assert panel_host != host and panel_host.endswith(f".{host}")
+    panel_url = f"https://{panel_host}{base_url}services/{service['name']}/"
+    assert service["oauth_redirect_uri"] == f"{panel_url}oauth_callback"
+    assert config.JupyterHub.default_url == panel_url
+
+    env = service_env(docs)
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == service["oauth_redirect_uri"]  # else the hub refuses the client
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == urlsplit(panel_url).path
+    assert env["BUBBLE_HUB_URL"] == public_url  # the panel's links and CSP name the hub's origin
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "service-token-value")
+    oauth = HubOAuth()  # the service's OAuth client, as it builds itself from that environment
+    assert oauth.oauth_authorization_url == f"{public_url}{base_url}hub/api/oauth2/authorize"
+    assert oauth.oauth_redirect_uri == service["oauth_redirect_uri"]
+
+
+@pytest.mark.parametrize("values", VALUE_SET_NAMES)
+def test_the_ingress_serves_the_hub_host_and_its_subdomains_over_tls_to_the_host_routing_proxy(values):
+    docs = rendered(values)
+    source = source_values(values)
+    host = source["hub"]["publicUrl"].removeprefix("https://").rstrip("/")
+    (ingress,) = find(docs, "Ingress")
+    assert ingress["metadata"]["namespace"] == NAMESPACE
+    rules = {rule["host"]: rule["http"]["paths"] for rule in ingress["spec"]["rules"]}
+    assert set(rules) == {host, f"*.{host}"}
+    (public,) = find(docs, "Service", f"{RELEASE}-bubble-manager-proxy-public")
+    for paths in rules.values():
+        (path,) = paths
+        assert (path["path"], path["pathType"]) == ("/", "Prefix")
+        backend = path["backend"]["service"]
+        assert backend["name"] == public["metadata"]["name"]
+        assert backend["port"]["name"] in {p["name"] for p in public["spec"]["ports"]}
+    (tls,) = ingress["spec"]["tls"]
+    assert set(tls["hosts"]) == set(rules) and tls["secretName"] == source["ingress"]["tls"]["secretName"]
+    assert ingress["spec"].get("ingressClassName", "") == source["ingress"]["className"]
+    (proxy,) = [d for d in find(docs, "Deployment") if d["metadata"]["name"].endswith("-proxy")]
+    assert "--host-routing" in proxy["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+def test_without_the_ingress_the_proxy_still_routes_by_host(tmp_path):
+    docs = [d for d in yaml.safe_load_all(helm(*template_args(None, "--set", "ingress.enabled=false")).stdout) if d]
+    assert not find(docs, "Ingress")
+    (proxy,) = [d for d in find(docs, "Deployment") if d["metadata"]["name"].endswith("-proxy")]
+    assert "--host-routing" in proxy["spec"]["template"]["spec"]["containers"][0]["command"]
+    config, _, _ = load_hub_config(tmp_path, docs)
+    assert config.JupyterHub.subdomain_host == "https://jupyter.example.org"

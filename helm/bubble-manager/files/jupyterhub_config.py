@@ -21,9 +21,14 @@ c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
 hub_ip = os.environ[values["hubServiceEnv"] + "_SERVICE_HOST"]
 hub_url = f"http://{hub_ip}:{values['hubApiPort']}"
+public_url = values["publicUrl"]                   # https://<host>: the hub's pages
+panel_prefix = values["servicePrefix"]             # <baseUrl>services/bubble-manager/
+panel_url = values["servicePublicUrl"] + panel_prefix   # the panel, on its own service subdomain
 
 # --- hub and proxy ---
 c.JupyterHub.base_url = values["baseUrl"]
+c.JupyterHub.subdomain_host = public_url          # each user's servers on their own subdomain, services too
+c.JupyterHub.default_url = panel_url              # sign-in lands on the panel
 c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{values['hubApiPort']}"
 c.JupyterHub.hub_connect_url = hub_url
 c.JupyterHub.cookie_secret = bytes.fromhex(secret("cookie-secret"))
@@ -68,7 +73,7 @@ spawner.storage_pvc_ensure = False
 # It also limits users' API tokens to the panel's scopes, without which bubbles refuse to start.
 if values["auth"]["type"] == "oidc":
     oidc_values = values["auth"]["oidc"]
-    callback_url = oidc_values["callbackUrl"]
+    callback_url = public_url + values["baseUrl"] + "hub/oauth_callback"
     c.JupyterHub.authenticator_class = "bubble_manager.auth.authenticator.BubbleOIDCAuthenticator"
     oidc = c.BubbleOIDCAuthenticator
     oidc.issuer = oidc_values["issuer"]
@@ -100,13 +105,14 @@ if values["auth"]["type"] == "oidc":
     c.JupyterHub.oauth_token_expires_in = 8 * 3600
 
 # --- the bubble-manager service: its own Deployment, registered here by URL and API token; the tokens
-# its OAuth client receives carry the custom scopes the panel authorises with ---
+# its OAuth client receives carry the custom scopes the panel authorises with. Its OAuth callback is on
+# its own subdomain, where the proxy routes it (service-deployment.yaml gives it the same URL) ---
 c.JupyterHub.services = [{
     "name": hubapi.SERVICE_NAME,
     "url": values["serviceUrl"],
     "api_token": secret("service-token"),
     "oauth_client_id": "service-bubble-manager",
-    "oauth_redirect_uri": values["baseUrl"].rstrip("/") + "/services/bubble-manager/oauth_callback",
+    "oauth_redirect_uri": panel_url + "oauth_callback",
     "oauth_no_confirm": True,
     "oauth_client_allowed_scopes": [hubapi.SCOPE_USE, hubapi.SCOPE_REVIEW, hubapi.SCOPE_ADMIN],
     "display": True,

@@ -42,6 +42,14 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- printf "%s_hub" (include "bm.fullname" .) | upper | replace "-" "_" -}}
 {{- end -}}
 
+{{/* hub.publicUrl without its optional trailing slash: https://<host>, JupyterHub's subdomain_host. */}}
+{{- define "bm.publicUrl" -}}{{ trimSuffix "/" .Values.hub.publicUrl }}{{- end -}}
+
+{{- define "bm.publicHost" -}}{{ include "bm.publicUrl" . | trimPrefix "https://" }}{{- end -}}
+
+{{/* The panel's own origin: JupyterHub's subdomain hook ("idna") puts service <name> on <name>--service.<host>. */}}
+{{- define "bm.servicePublicUrl" -}}https://bubble-manager--service.{{ include "bm.publicHost" . }}{{- end -}}
+
 {{- define "bm.secretName" -}}{{ include "bm.fullname" . }}-secrets{{- end -}}
 
 {{/* A value given inline (kept in the chart's Secret) wins over an existing Secret. */}}
@@ -91,6 +99,9 @@ seccompProfile:
 {{- define "bm.checkRelease" -}}
 {{- if eq .Values.bubbles.namespace .Release.Namespace -}}
 {{- fail (printf "bubbles.namespace (%s) must differ from the release namespace: bubbles live apart from the hub" .Values.bubbles.namespace) -}}
+{{- end -}}
+{{- if hasKey .Values.auth.oidc "callbackUrl" -}}
+{{- fail (printf "auth.oidc.callbackUrl is no longer a value: remove it and set hub.publicUrl (https://<host>); the callback is derived as %s%shub/oauth_callback" (include "bm.publicUrl" .) .Values.hub.baseUrl) -}}
 {{- end -}}
 {{- if not (or .Values.database.url .Values.database.existingSecret.name) -}}
 {{- fail "set database.url or database.existingSecret.name: bubble-manager on Kubernetes stores its state in PostgreSQL" -}}
