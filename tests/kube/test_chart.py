@@ -457,38 +457,79 @@ def service_env(docs: list[dict]) -> dict[str, str]:
             if "value" in e}
 
 
+def initialized_hub(tmp_path: Path, monkeypatch, config):  # noqa: ANN001, ANN201
+    """JupyterHub itself, initialised from the chart's config up to its services (a SQLite file of its own,
+    the provider's discovery document served from memory): where it puts the hub, the panel and users."""
+    import asyncio
+    import io
+    import urllib.request
+
+    from jupyterhub.app import JupyterHub
+
+    issuer = config.BubbleOIDCAuthenticator.issuer
+    document = {"issuer": issuer, "authorization_endpoint": f"{issuer}/auth", "token_endpoint": f"{issuer}/token",
+                "userinfo_endpoint": f"{issuer}/userinfo", "jwks_uri": f"{issuer}/certs"}
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(json.dumps(document).encode()))
+    config.JupyterHub.db_url = f"sqlite:///{tmp_path}/jupyterhub.sqlite"
+    app = JupyterHub(config=config)
+
+    async def initialize() -> None:
+        app.init_logging()
+        app.init_eventlog()
+        app.init_secrets()
+        app.init_db()
+        app.init_hub()
+        app.init_proxy()
+        app.init_oauth()
+        await app.init_role_creation()
+        app.init_services()
+        app.init_tornado_settings()
+
+    asyncio.run(initialize())
+    return app
+
+
 @pytest.mark.parametrize("values", VALUE_SET_NAMES)
 def test_user_servers_and_the_panel_live_on_their_own_subdomains(tmp_path, monkeypatch, values):
-    """subdomain_host from hub.publicUrl; the panel's OAuth client on the subdomain JupyterHub gives the
-    service, the service pod told the same, and sent to the hub's host for sign-in and the hub's pages."""
+    """subdomain_host from hub.publicUrl; JupyterHub puts the panel and each user on their own host and
+    takes the panel's OAuth callback there; the service pod is told the same and signs people in on the hub's host."""
     from urllib.parse import urlsplit
 
+    from jupyterhub import orm
     from jupyterhub.services.auth import HubOAuth
-    from jupyterhub.utils import subdomain_hook_idna
 
     docs = rendered(values)
     config, _, _ = load_hub_config(tmp_path, docs)
     source = source_values(values)["hub"]
     public_url, base_url = source["publicUrl"].rstrip("/"), source["baseUrl"]
     host = urlsplit(public_url).hostname
-    assert config.JupyterHub.subdomain_host == public_url and config.JupyterHub.base_url == base_url
-    (service,) = config.JupyterHub.services
-    panel_host = subdomain_hook_idna(service["name"], host, "service")  # where JupyterHub routes the service
-    assert panel_host != host and panel_host.endswith(f".{host}")
-    panel_url = f"https://{panel_host}{base_url}services/{service['name']}/"
-    assert service["oauth_redirect_uri"] == f"{panel_url}oauth_callback"
+    assert config.JupyterHub.subdomain_host == public_url
+
+    hub = initialized_hub(tmp_path, monkeypatch, config)
+    assert hub.public_url == f"{public_url}{base_url}" and hub.hub_routespec == "/"  # every host reaches the hub
+    panel = hub._service_map["bubble-manager"]
+    assert panel.domain != host and panel.domain.endswith(f".{host}")
+    panel_url = f"https://{panel.domain}{base_url}services/bubble-manager/"
+    assert panel.proxy_spec == f"{panel.domain}{base_url}services/bubble-manager/"  # routed under its host only
+    assert panel.orm.oauth_client.redirect_uri == f"{panel_url}oauth_callback"
     assert config.JupyterHub.default_url == panel_url
+    orm_user = orm.User(name="alice")
+    hub.db.add(orm_user)
+    hub.db.commit()
+    alice = hub.users[orm_user]
+    assert alice.host == f"https://alice.{host}" and alice.proxy_spec == f"alice.{host}{base_url}user/alice/"
 
     env = service_env(docs)
-    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == service["oauth_redirect_uri"]  # else the hub refuses the client
-    assert env["JUPYTERHUB_SERVICE_PREFIX"] == urlsplit(panel_url).path
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == panel.oauth_redirect_uri  # else the hub refuses the client
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == panel.prefix
+    assert env["JUPYTERHUB_PUBLIC_URL"] == panel_url
     assert env["BUBBLE_HUB_URL"] == public_url  # the panel's links and CSP name the hub's origin
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "service-token-value")
     oauth = HubOAuth()  # the service's OAuth client, as it builds itself from that environment
     assert oauth.oauth_authorization_url == f"{public_url}{base_url}hub/api/oauth2/authorize"
-    assert oauth.oauth_redirect_uri == service["oauth_redirect_uri"]
+    assert oauth.oauth_redirect_uri == panel.oauth_redirect_uri
 
 
 @pytest.mark.parametrize("values", VALUE_SET_NAMES)
