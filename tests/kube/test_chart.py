@@ -457,7 +457,7 @@ def service_env(docs: list[dict]) -> dict[str, str]:
             if "value" in e}
 
 
-def initialized_hub(tmp_path: Path, monkeypatch, config):  # noqa: ANN001, ANN201
+def initialized_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config):  # config: a traitlets Config
     """JupyterHub itself, initialised from the chart's config up to its services (a SQLite file of its own,
     the provider's discovery document served from memory): where it puts the hub, the panel and users."""
     import asyncio
