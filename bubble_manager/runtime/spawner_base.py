@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tornado import web
 from traitlets import default
 from traitlets.config import LoggingConfigurable
 
@@ -63,7 +64,32 @@ class BubbleSpawnerBase(LoggingConfigurable):
 
     def run_pre_spawn_hook(self) -> Any:
         require_panel_tokens(getattr(self, "authenticator", None))
+        self.require_no_other_bubble()
         return super().run_pre_spawn_hook()  # type: ignore[misc]
+
+    def require_no_other_bubble(self) -> None:
+        """One bubble at a time per person. JupyterHub gives each user one subdomain, not one per
+        server: all of a person's bubbles share a browser origin and the person's cookies, so a
+        page of one study could read the bubble of another. Refused (409) while another runs."""
+        spawners = getattr(getattr(self, "user", None), "spawners", None) or {}
+        running = sorted(name for name, spawner in spawners.items() if name != self.name and spawner.active)
+        if not running or not self.is_member():
+            return  # not a member: the gate in start() refuses with that reason
+        self._audit("bubble.refused", None, {"reason": "another-bubble-running", "server": self.name,
+                                             "running": running})
+        message = (f"stop your bubble for study {running[0]} before opening another: a person's bubbles share one "
+                   "browser origin, so only one runs at a time")
+        error = web.HTTPError(409, message, reason="another-bubble-running")
+        error.jupyterhub_message = message  # type: ignore[attr-defined]
+        raise error
+
+    def is_member(self) -> bool:
+        """Whether the user is a member of the study this server is named after (the gate decides the rest)."""
+        from ..store import load_study
+
+        with self.context.store.transaction() as session:  # type: ignore[attr-defined]
+            study = load_study(session, self.name)
+        return study is not None and self.user.name in study.members  # type: ignore[attr-defined]
 
     async def load_user_options(self) -> None:
         """Whatever the client sent is never read: the study and everything else come from the store."""

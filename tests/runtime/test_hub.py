@@ -180,6 +180,27 @@ def test_the_service_s_hub_role_starts_and_stops_bubbles_but_cannot_open_them(ru
     assert hub.server_model(BOB, "beta") is None
 
 
+def test_one_bubble_at_a_time_per_person(running_hub: HubFixture):
+    """A person's bubbles share one origin (one subdomain per user): a second one is refused while one runs."""
+    hub, bob = running_hub, requests.utils.quote(BOB)
+    browser = hub.login(BOB)
+    assert hub.spawn(browser, BOB, "alpha").status_code in (201, 202)
+    hub.wait_ready(BOB, "alpha")
+    refused = hub.spawn(browser, BOB, "beta")
+    assert refused.status_code == 409, refused.text
+    assert "stop your bubble for study alpha" in refused.json()["message"]
+    assert hub.server_model(BOB, "beta") is None or not hub.server_model(BOB, "beta").get("ready")
+    assert hub.api("DELETE", f"/users/{bob}/servers/alpha").status_code in (202, 204)
+    deadline = time.monotonic() + 60
+    while hub.server_model(BOB, "alpha") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert hub.spawn(browser, BOB, "beta").status_code in (201, 202), "once alpha stopped, beta opens"
+    hub.wait_ready(BOB, "beta")
+    assert hub.api("DELETE", f"/users/{bob}/servers/beta").status_code in (202, 204)
+    while hub.server_model(BOB, "beta") is not None and time.monotonic() < deadline + 60:
+        time.sleep(0.2)
+
+
 def test_a_hub_restart_finds_the_running_bubble_and_a_stop_leaves_nothing(running_hub: HubFixture):
     hub = running_hub
     if not (hub.server_model(ALICE, "alpha") or {}).get("ready"):

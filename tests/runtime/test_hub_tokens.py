@@ -77,3 +77,43 @@ def test_the_spawner_s_pre_spawn_step_applies_the_rule():
     spawner = LocalBubbleSpawner(authenticator=PanelScopedSharedPasswordAuthenticator(), pre_spawn_hook=hooked.append)
     spawner.run_pre_spawn_hook()
     assert hooked == [spawner], "the deployment's own pre-spawn hook still runs"
+
+
+class _Server:
+    def __init__(self, active: bool):
+        self.active = active
+
+
+def _spawner_of(name: str, others: dict[str, bool], member: bool = True) -> tuple[LocalBubbleSpawner, list]:
+    from types import SimpleNamespace
+
+    audited: list = []
+    named = type("NamedBubbleSpawner", (LocalBubbleSpawner,), {"name": name})  # a server's name comes from the hub's db
+    spawner = named(authenticator=PanelScopedSharedPasswordAuthenticator())
+    spawner.user = SimpleNamespace(name="alice", spawners={**{n: _Server(a) for n, a in others.items()},
+                                                           name: _Server(True)})
+    spawner._audit = lambda action, study, detail: audited.append((action, study, detail))
+    spawner.is_member = lambda: member
+    return spawner, audited
+
+
+def test_a_second_bubble_of_the_same_person_is_refused_while_one_runs():
+    spawner, audited = _spawner_of("beta", {"alpha": True, "gamma": False})
+    with pytest.raises(web.HTTPError) as refused:
+        spawner.run_pre_spawn_hook()
+    assert refused.value.status_code == 409
+    assert "stop your bubble for study alpha" in refused.value.jupyterhub_message
+    assert audited == [("bubble.refused", None, {"reason": "another-bubble-running", "server": "beta",
+                                                 "running": ["alpha"]})]
+
+
+def test_stopped_bubbles_do_not_count():
+    spawner, audited = _spawner_of("beta", {"alpha": False})
+    spawner.run_pre_spawn_hook()
+    assert audited == []
+
+
+def test_a_non_member_is_left_to_the_gate_and_its_reason():
+    spawner, audited = _spawner_of("beta", {"alpha": True}, member=False)
+    spawner.run_pre_spawn_hook()
+    assert audited == []
