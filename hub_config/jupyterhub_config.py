@@ -57,4 +57,4 @@ c.JupyterHub.custom_scopes = hubapi.CUSTOM_SCOPES
 c.JupyterHub.load_roles = hubapi.hub_roles()
 c.Authenticator.admin_users = set()
 c.JupyterHub.services = hubapi.hub_services(home, bubble_manager_config, public_hub_url=public_url)
-c.JupyterHub.default_url = hubapi.landing_url(c.JupyterHub.services)
+c.JupyterHub.default_url = hubapi.landing_url(c.JupyterHub.services, public_url)  # the panel's own subdomain

@@ -19,6 +19,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ..service.authz import CUSTOM_SCOPES, SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE  # noqa: F401 - hub_config reads CUSTOM_SCOPES here
 
@@ -93,6 +94,17 @@ def hub_services(home: str | Path, config_file: str = "", python: str = "",
              "oauth_client_allowed_scopes": [SCOPE_USE, SCOPE_REVIEW, SCOPE_ADMIN]}]
 
 
-def landing_url(services: list[dict[str, Any]]) -> str:
+def panel_url(public_hub_url: str = "") -> str:
+    """The panel's address. With `subdomain_host` (a public URL given) every service lives on its own
+    subdomain, `<name>--service.<hub host>`: the path alone on the hub's host is a 404."""
+    path = f"/services/{SERVICE_NAME}/"
+    if not public_hub_url:
+        return path
+    parsed = urlparse(public_hub_url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{SERVICE_NAME}--service.{parsed.hostname}{port}{path}"
+
+
+def landing_url(services: list[dict[str, Any]], public_hub_url: str = "") -> str:
     """Where '/' leads: the bubble-manager panel when the service runs, else the hub's home."""
-    return f"/services/{SERVICE_NAME}/" if any(s.get("name") == SERVICE_NAME for s in services) else "/hub/home"
+    return panel_url(public_hub_url) if any(s.get("name") == SERVICE_NAME for s in services) else "/hub/home"

@@ -37,6 +37,7 @@ from ..store import load_study
 from . import bubbles, cgroups, layout
 from .launcher import process_alive, read_state
 from .hubapi import SERVICE_NAME
+from .hubapi import panel_url as service_panel_url
 from .sandbox import HUB_SOCKET_TARGET
 from .settings import LocalBubbles
 from .spawner_base import SERVER_TOKEN_SCOPES, BubbleSpawnerBase, shared_context  # noqa: F401 - re-exported
@@ -77,6 +78,9 @@ class LocalBubbleSpawner(BubbleSpawnerBase, Spawner):
     @property
     def panel_url(self) -> str:
         """Where refused users are sent: the bubble-manager panel, which lists their studies."""
+        subdomain_host = (getattr(self.user, "settings", None) or {}).get("subdomain_host", "")
+        if subdomain_host:
+            return service_panel_url(subdomain_host)
         return url_path_join(self.hub.base_url[:-4] if self.hub else "/", "services", SERVICE_NAME) + "/"
 
     @property

@@ -75,6 +75,8 @@ def open_panel(page, url: str):
 
 def test_a_researcher_signs_in_with_a_second_factor_opens_the_panel_and_logs_out(panel_hub: OIDCHub, page):
     sign_in(page, panel_hub, ALICE)
+    landing = page.goto(f"{panel_hub.url}/hub/")   # the hub's default URL: the panel, on its own subdomain
+    assert landing.status == 200 and page.url.startswith(panel_hub.panel_url), page.url
     page.goto(f"{panel_hub.url}/hub/home")
     assert ALICE in page.locator("#login_widget").inner_text()
     panel = open_panel(page, panel_hub.panel_url)

@@ -117,3 +117,14 @@ def test_a_non_member_is_left_to_the_gate_and_its_reason():
     spawner, audited = _spawner_of("beta", {"alpha": True}, member=False)
     spawner.run_pre_spawn_hook()
     assert audited == []
+
+
+def test_the_panel_lives_on_its_own_service_subdomain_when_the_hub_has_subdomains():
+    from bubble_manager.runtime.hubapi import landing_url, panel_url
+
+    assert panel_url("http://hub.localhost:8000") == "http://bubble-manager--service.hub.localhost:8000/services/bubble-manager/"
+    assert panel_url("https://eds.chu.example") == "https://bubble-manager--service.eds.chu.example/services/bubble-manager/"
+    assert panel_url() == "/services/bubble-manager/"
+    service = [{"name": "bubble-manager"}]
+    assert landing_url(service, "https://eds.chu.example").startswith("https://bubble-manager--service.")
+    assert landing_url([], "https://eds.chu.example") == "/hub/home"
