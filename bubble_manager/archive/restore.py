@@ -15,13 +15,15 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import queue
 import re
 import shutil
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 import zstandard
 
@@ -364,25 +366,104 @@ class _Staging:
                                    "refused")
 
 
+class _Prefetcher:
+    """A stream produced a few MiB ahead in a worker thread.
+
+    Restoring runs three: reading and hashing the ciphertext, decrypting and decompressing it, and
+    (the caller) parsing, hashing and writing the files, overlapped as `age -d | zstd -d | tar -x`
+    are in three processes: hashlib and zstd release the GIL on large buffers. An error of the worker is raised by the
+    caller's next read, as the same exception; nothing is ever read past it.
+    """
+
+    _DONE = object()
+
+    def __init__(self, produce: Callable[[Callable[[bytes], bool]], None], depth: int = 8):
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._chunk = memoryview(b"")
+        self._finished = False
+        self._thread = threading.Thread(target=self._run, args=(produce,), name="restore-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, produce: Callable[[Callable[[bytes], bool]], None]) -> None:
+        try:
+            produce(self._put)
+        except BaseException as error:  # handed to the reader, which raises it
+            self._error = error
+        finally:
+            self._put(self._DONE)
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._chunk:
+            if self._finished:
+                return b""
+            item = self._queue.get()
+            if item is self._DONE:
+                self._finished = True
+                self._thread.join()
+                if self._error is not None:
+                    raise self._error
+                return b""
+            self._chunk = memoryview(item)
+        count = len(self._chunk) if size is None or size < 0 else min(size, len(self._chunk))
+        data, self._chunk = bytes(self._chunk[:count]), self._chunk[count:]
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _extract(archive: Path, staging: Path, identities: list[Identity], envelope: dict | None) -> _Staging:
     tree = _Staging(staging)
     current = "(archive header)"
+
+    def read_ciphertext(put: Callable[[bytes], bool]) -> None:  # and hash it, in a thread of its own
+        while block := source.read(COPY_BUFFER):
+            if not put(block):
+                return
+
+    def produce(put: Callable[[bytes], bool]) -> None:
+        with AgeReader(ciphertext, identities) as reader:
+            decompressor = zstandard.ZstdDecompressor()
+            with decompressor.stream_reader(reader, read_size=CHUNK_SIZE, closefd=False) as plain:
+                while chunk := plain.read(COPY_BUFFER):
+                    if not put(chunk):
+                        return
+            reader.verify_to_end()
+
     try:
         with open(archive, "rb", buffering=COPY_BUFFER) as raw:
             source = _HashingSource(raw)
-            with AgeReader(source, identities) as reader:
-                current = "(compressed stream)"
-                decompressor = zstandard.ZstdDecompressor()
-                with decompressor.stream_reader(reader, read_size=CHUNK_SIZE, closefd=False) as plain:
-                    with tarfile.open(fileobj=ForwardReader(plain), mode="r:") as tar:
-                        for member in tar:
-                            current = f"member {member.name!r}"
-                            tree.add(tar, member)
-                    current = "(end of compressed stream)"
-                    while plain.read(COPY_BUFFER):
-                        pass
-                current = "(end of archive)"
-                reader.verify_to_end()
+            ciphertext = _Prefetcher(read_ciphertext)
+            plain = _Prefetcher(produce)
+            try:
+                with tarfile.open(fileobj=ForwardReader(plain), mode="r:") as tar:
+                    current = "(compressed stream)"
+                    for member in tar:
+                        current = f"member {member.name!r}"
+                        tree.add(tar, member)
+                current = "(end of compressed stream)"
+                while plain.read(COPY_BUFFER):
+                    pass
+            finally:
+                plain.close()
+                ciphertext.close()
         tree.ciphertext_sha256, tree.ciphertext_size = source.hash.hexdigest(), source.size
     except AgePayloadError as error:
         tree.close()
