@@ -102,11 +102,12 @@ def bwrap_parser_argv(*, python: str, roots: list[Path], as_root: bool, uid: int
     for path in HOST_ETC_READ_ONLY:
         if path in host_paths_present:
             argv += ["--ro-bind", path, path]
+    # /tmp before the Python roots: a root under /tmp (a checkout there) must not be hidden by it
+    argv += ["--perms", "1777", "--size", str(CHILD_TMP_BYTES), "--tmpfs", "/tmp"]
     argv += _parents_argv(roots)
     for root in roots:
         argv += ["--ro-bind", str(root), str(root)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(CHILD_TMP_BYTES), "--tmpfs", "/tmp",
-             "--remount-ro", "/", "--chdir", "/tmp", "--"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", "/tmp", "--"]
     if as_root:
         argv += [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                  "--inh-caps=-all", "--bounding-set=-all", "--",

@@ -156,3 +156,18 @@ def test_the_parser_sandbox_sees_no_host_file_and_no_network(hub_home, quarantin
                      "workspaces": False, "python": True, "loopback_of_host": "refused", "new_user_namespace": False,
                      "capabilities": "0000000000000000", "write_usr": False}
     assert os.path.exists(paths["keys"])  # positive control: they are there on the host
+
+
+def test_a_python_root_under_tmp_stays_visible_in_the_parser_sandbox(tmp_path):
+    """A checkout (and its .venv) under /tmp: the sandbox's own /tmp must not hide it."""
+    root = tmp_path / "python-root"
+    root.mkdir(mode=0o755)
+    (root / "probe.txt").write_text("visible\n")
+    (root / "probe.txt").chmod(0o644)
+    settings = AirlockSettings()
+    argv = bwrap_parser_argv(python=sys.executable, roots=[*python_roots(), root], as_root=True,
+                             uid=settings.parser_uid, host_paths_present=_host_paths_present())
+    completed = subprocess.run(argv[:-3] + ["-I", "-c", "import sys; print(open(sys.argv[1]).read().strip())",
+                                            str(root / "probe.txt")], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "visible"
