@@ -221,6 +221,17 @@ class ForwardReader:
                 raise tarfile.ReadError("unexpected end of data")
         return self._position
 
+    def copy_to(self, size: int, sink: Callable[[memoryview], None]) -> None:
+        """Hand the next `size` bytes to `sink` as views of the stream's own buffers (no copy)."""
+        remaining = size
+        while remaining:
+            view = self._raw.read_view(min(remaining, COPY_BUFFER))
+            if not view:
+                raise tarfile.ReadError("unexpected end of data")
+            sink(view)
+            remaining -= len(view)
+            self._position += len(view)
+
     def tell(self) -> int:
         return self._position
 
@@ -326,14 +337,21 @@ class _Staging:
         self.manifest_bytes = source.read()
 
     def _write_file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, parent: str, base: str) -> None:
-        source = tar.extractfile(member)
-        assert source is not None
+        if member.sparse is not None:
+            raise RestoreError(f"member {member.name!r} is a sparse file: archives never hold one")
         fd = os.open(base, FILE_FLAGS, 0o600, dir_fd=self._parent_fd(parent))
         target = _StagedFile(name, fd, (member.mode & 0o755) | 0o600, member.mtime)
         self.open_files.append(target)
         self.file_names.add(name)
-        while chunk := source.read(COPY_BUFFER):
-            target.write(chunk)
+        stream = tar.fileobj
+        if isinstance(stream, ForwardReader):  # the file's bytes go from the decompressor to disk uncopied
+            stream.seek(member.offset_data)
+            stream.copy_to(member.size, target.write)
+        else:
+            source = tar.extractfile(member)
+            assert source is not None
+            while chunk := source.read(COPY_BUFFER):
+                target.write(chunk)
         target.finish(self.files)
         self.open_files.remove(target)
         self.bytes += target.size
@@ -403,21 +421,31 @@ class _Prefetcher:
         finally:
             self._put(self._DONE)
 
-    def read(self, size: int = -1) -> bytes:
-        while not self._chunk:
-            if self._finished:
-                return b""
+    def _fill(self) -> None:
+        """The next chunk, unless the stream ended (then raise the worker's error, if any)."""
+        while not self._chunk and not self._finished:
             item = self._queue.get()
             if item is self._DONE:
                 self._finished = True
                 self._thread.join()
                 if self._error is not None:
                     raise self._error
-                return b""
-            self._chunk = memoryview(item)
+            else:
+                self._chunk = memoryview(item)
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill()
+        if not self._chunk:
+            return b""
         count = len(self._chunk) if size is None or size < 0 else min(size, len(self._chunk))
         data, self._chunk = bytes(self._chunk[:count]), self._chunk[count:]
         return data
+
+    def read_view(self, size: int) -> memoryview:
+        """Up to `size` bytes without copying them (empty at the end of the stream)."""
+        self._fill()
+        view, self._chunk = self._chunk[:size], self._chunk[size:]
+        return view
 
     def readinto(self, buffer: memoryview) -> int:
         data = self.read(len(buffer))
