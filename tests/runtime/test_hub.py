@@ -11,6 +11,7 @@ import time
 import pytest
 import requests
 
+from bubble_manager.runtime.hubapi import panel_url
 from bubble_manager.runtime.launcher import process_alive
 from bubble_manager.runtime.spec import StudyPaths
 from tests.hubfixture import ALICE, BOB, EVE, HubFixture, create_study, run_in_kernel
@@ -327,4 +328,6 @@ def test_the_default_server_page_leads_to_the_panel(running_hub: HubFixture):
     browser = hub.login(ALICE)
     page = browser.get(f"{hub.url}/hub/spawn/{requests.utils.quote(ALICE)}", timeout=60)
     assert "bubbles are opened per study" in page.text
-    assert '<a href="/services/bubble-manager/">Open the bubble-manager panel</a>' in page.text
+    panel = panel_url(hub.url)  # the panel's own subdomain: the path alone on the hub's host is a 404
+    assert panel.startswith("http://bubble-manager--service.hub.localhost:")
+    assert f'<a href="{panel}">Open the bubble-manager panel</a>' in page.text
