@@ -28,7 +28,7 @@ import asyncio
 import ipaddress
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import urljoin, urlparse
 
 from traitlets import Bool, Dict, Enum, Float, Integer, Unicode
@@ -44,6 +44,9 @@ from .spec import StudyPaths
 
 FILL_COMMAND = ("python", "-m", "bubble_manager.runtime.kube_fill")
 FILLABLE_STATES = ("approved", "active")
+
+
+T = TypeVar("T")
 
 
 class KubeStudyJobs(Configurable):
@@ -258,14 +261,22 @@ def in_cluster_apis() -> KubeApis:
     return KubeApis(client.CoreV1Api(api), client.BatchV1Api(api), client.NetworkingV1Api(api))
 
 
-def publish_extract(context: Any, slug: str, *, actor: str = "system") -> FillReport | None:
-    """The hook after an extract was built and verified: fill its volume on Kubernetes sites, else nothing."""
+def run_site_job(context: Any, what: str, make: Callable[[KubeStudyJobs], Awaitable[T]]) -> T | None:
+    """Run a Kubernetes step to its end from a worker thread; nothing unless the site runs Kubernetes
+    bubbles (`c.KubeStudyJobs.enabled`). The steps wait for Jobs that talk to this service, so they
+    never run on the service's event loop."""
     settings = KubeStudyJobs(config=context.settings.config)
     if not settings.enabled:
         return None
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(fill_study_extract(context, slug, actor=actor, settings=settings))
-    raise RuntimeError("publish_extract waits for a Job that downloads the extract from this service: call it from "
-                       "a worker thread (run_in_executor), never on the service's event loop")
+        return asyncio.run(make(settings))
+    raise RuntimeError(f"{what} waits for the Kubernetes API and Jobs: call it from a worker thread "
+                       "(run_in_executor), never on the service's event loop")
+
+
+def publish_extract(context: Any, slug: str, *, actor: str = "system") -> FillReport | None:
+    """The hook after an extract was built and verified: fill its volume on Kubernetes sites, else nothing."""
+    return run_site_job(context, "publish_extract",
+                        lambda settings: fill_study_extract(context, slug, actor=actor, settings=settings))

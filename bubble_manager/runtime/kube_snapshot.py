@@ -31,7 +31,8 @@ from urllib.parse import urljoin
 from ..store import load_study
 from . import transfer_tokens
 from .workspace_transfer import members_ever
-from .kube_activation import (KubeApis, KubeStudyJobs, in_cluster_apis, kube_options, service_peer, transfer_url)
+from .kube_activation import (KubeApis, KubeStudyJobs, in_cluster_apis, kube_options, run_site_job, service_peer,
+                              transfer_url)
 from .kube_checks import UnsafeObject, job_policy_problems, pod_problems, require_safe
 from .kube_jobs import JobResources, job_name, job_network_policy, job_secret, snapshot_job
 from .kube_objects import shared_claim_name, study_claim_selector, to_manifest, workspace_claim_name
@@ -134,12 +135,5 @@ async def collect_study_workspaces(context: Any, slug: str, *, actor: str = "sys
 
 def collect_workspaces(context: Any, slug: str, *, actor: str = "system") -> CollectReport | None:
     """The hook before a study's snapshot: collect its claims on Kubernetes sites, else nothing."""
-    settings = KubeStudyJobs(config=context.settings.config)
-    if not settings.enabled:
-        return None
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(collect_study_workspaces(context, slug, actor=actor, settings=settings))
-    raise RuntimeError("collect_workspaces waits for a Job that uploads to this service: call it from a worker "
-                       "thread (run_in_executor), never on the service's event loop")
+    return run_site_job(context, "collect_workspaces",
+                        lambda settings: collect_study_workspaces(context, slug, actor=actor, settings=settings))

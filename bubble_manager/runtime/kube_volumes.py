@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from ..store import load_study
-from .kube_activation import KubeApis, KubeStudyJobs, in_cluster_apis
+from .kube_activation import KubeApis, KubeStudyJobs, in_cluster_apis, run_site_job
 from .kube_objects import STUDY_LABEL, VOLUME_LABEL, study_claim_selector, to_manifest
 
 PART_OF = ("app.kubernetes.io/part-of", "bubble-manager")
@@ -161,13 +161,5 @@ async def remove_study_volumes(context: Any, slug: str, *, archive_number: int |
 def remove_volumes(context: Any, slug: str, *, archive_number: int | None, actor: str = "system"
                    ) -> VolumeRemoval | None:
     """The closing path's hook once the final archive verified: delete the study's claims on Kubernetes sites."""
-    settings = KubeStudyJobs(config=context.settings.config)
-    if not settings.enabled:
-        return None
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(remove_study_volumes(context, slug, archive_number=archive_number, actor=actor,
-                                                settings=settings))
-    raise RuntimeError("remove_volumes talks to the Kubernetes API and waits: call it from a worker thread "
-                       "(run_in_executor), never on the service's event loop")
+    return run_site_job(context, "remove_volumes", lambda settings: remove_study_volumes(
+        context, slug, archive_number=archive_number, actor=actor, settings=settings))

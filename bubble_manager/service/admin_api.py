@@ -73,23 +73,27 @@ class BubblesHandler(BaseHandler):
         self.send_json({"bubbles": rows})
 
 
+
+async def stop_bubble_as_admin(handler: BaseHandler, user: str, slug: str, reason: str) -> None:
+    """Stop a member's bubble through the hub (the API and the admin page), audited with the reason."""
+    hub = handler.settings.get("bm_hub_api")
+    if hub is None:
+        raise ApiError(503, "this service has no hub API connection")
+    try:
+        await hub.stop_server(user, slug)
+    except HubApiError as error:
+        if error.status == 404:
+            raise ApiError(404, f"{user} has no bubble for study {slug}") from None
+        raise
+    handler.context.audit.record(actor=handler.actor.name, action="bubble.stopped_by_admin", study=slug,
+                                 detail={"member": user, "reason": reason})
+
 class BubbleStopHandler(BaseHandler):
     scopes = {"POST": (SCOPE_ADMIN,)}
 
     async def post(self, user: str, slug: str) -> None:
-        hub = self.settings.get("bm_hub_api")
-        if hub is None:
-            raise ApiError(503, "this service has no hub API connection")
         body = self.json_body()
-        reason = self.text_field(body, "reason", required=True)
-        try:
-            await hub.stop_server(user, slug)
-        except HubApiError as error:
-            if error.status == 404:
-                raise ApiError(404, f"{user} has no bubble for study {slug}") from None
-            raise
-        self.context.audit.record(actor=self.actor.name, action="bubble.stopped_by_admin", study=slug,
-                                  detail={"member": user, "reason": reason})
+        await stop_bubble_as_admin(self, user, slug, self.text_field(body, "reason", required=True))
         self.send_json({"stopped": {"user": user, "study": slug}})
 
 

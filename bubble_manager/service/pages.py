@@ -13,10 +13,9 @@ from urllib.parse import quote
 
 from .. import clock
 from ..studies import State, study_summary
-from .admin_api import BUBBLE_STATUSES, access_review, archive_rows, bubble_rows
+from .admin_api import BUBBLE_STATUSES, access_review, archive_rows, bubble_rows, stop_bubble_as_admin
 from .authz import SCOPE_ADMIN, SCOPE_REVIEW, SCOPE_USE
 from .base import ApiError, BaseHandler, translate_errors
-from .hub_client import HubApiError
 from .listing import involved, slugs_of, study_summaries, waiting_for_review
 from .notifications import feed_for
 from .review import steward_report
@@ -238,20 +237,10 @@ class AdminStopPage(PageHandler):
     scopes = {"POST": (SCOPE_ADMIN,)}
 
     async def post(self, user: str, slug: str) -> None:
-        hub = self.settings.get("bm_hub_api")
-        if hub is None:
-            raise ApiError(503, "this service has no hub API connection")
         reason = self.get_argument("reason", "").strip()
         if not reason:
             raise ApiError(400, "a reason is required to stop a bubble", field="reason")
-        try:
-            await hub.stop_server(user, slug)
-        except HubApiError as error:
-            if error.status == 404:
-                raise ApiError(404, f"{user} has no bubble for study {slug}") from None
-            raise
-        self.context.audit.record(actor=self.actor.name, action="bubble.stopped_by_admin", study=slug,
-                                  detail={"member": user, "reason": reason})
+        await stop_bubble_as_admin(self, user, slug, reason)
         self.go("admin")
 
 
