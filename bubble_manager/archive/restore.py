@@ -389,8 +389,8 @@ class _Prefetcher:
 
     Restoring runs three: reading and hashing the ciphertext, decrypting and decompressing it, and
     (the caller) parsing, hashing and writing the files, overlapped as `age -d | zstd -d | tar -x`
-    are in three processes: hashlib and zstd release the GIL on large buffers. An error of the worker is raised by the
-    caller's next read, as the same exception; nothing is ever read past it.
+    are in three processes: hashlib and zstd release the GIL on large buffers. An error of the
+    worker is raised by the caller's next read, as the same exception; nothing is read past it.
     """
 
     _DONE = object()
@@ -448,9 +448,9 @@ class _Prefetcher:
         return view
 
     def readinto(self, buffer: memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        view = self.read_view(len(buffer))
+        buffer[: len(view)] = view
+        return len(view)
 
     def close(self) -> None:
         self._stop.set()
