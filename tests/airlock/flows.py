@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ from bubble_manager.airlock.quarantine import MANIFEST, MANIFEST_FORMAT
 from bubble_manager.operations import StudyOperations
 from bubble_manager.runtime.spec import StudyPaths
 from bubble_manager.studies import Actor
+from tests.service.servicehub import request_document  # noqa: F401 - airlock tests import it from here
 
 CAROL = Actor("carol", frozenset({"researcher"}))        # requests the study, not a member
 ALICE = Actor("alice", frozenset({"researcher"}))        # member, asks for outputs
@@ -20,17 +20,6 @@ STELLA = Actor("stella", frozenset({"researcher", "steward"}))  # member who is 
 SAM = Actor("sam", frozenset({"steward"}))
 TOM = Actor("tom", frozenset({"steward"}))
 ADAM = Actor("adam", frozenset({"admin"}))
-
-
-def request_document(slug: str, members=("alice", "bob"), days: int = 60) -> dict:
-    today = dt.date.today()
-    return {
-        "title": f"Study {slug}", "slug": slug, "purpose": "Describe statin exposure in type 2 diabetes.",
-        "legal_basis": "public-interest research, MR-004", "members": list(members),
-        "starts": str(today), "ends": str(today + dt.timedelta(days=days)),
-        "data": {"person": ["person_id", "birth_date"], "condition_occurrence": ["person_id", "condition_concept_id"]},
-        "cohort": "SELECT DISTINCT person_id FROM condition_occurrence WHERE condition_concept_id = 201826",
-    }
 
 
 def active_study(context, slug: str, members=("alice", "bob", "stella")) -> Path:

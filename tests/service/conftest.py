@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ from bubble_manager.operations import Context
 from bubble_manager.signing import init_signing_key
 
 from ..conftest import make_home_activatable
-from .servicehub import ServiceHub, chp_path, free_port
+from .servicehub import ServiceHub, chp_path, free_port, request_document  # noqa: F401 - tests import it from here
 
 
 class SmtpSink:
@@ -128,12 +127,3 @@ def api(hub) -> Api:
     return Api(hub)
 
 
-def request_document(slug: str, members=("alice", "bob"), days: int = 60) -> dict:
-    today = dt.date.today()
-    return {
-        "title": f"Study {slug}", "slug": slug, "purpose": "Describe statin exposure in type 2 diabetes.",
-        "legal_basis": "public-interest research, MR-004", "members": list(members),
-        "starts": str(today), "ends": str(today + dt.timedelta(days=days)),
-        "data": {"person": ["person_id", "birth_date"], "condition_occurrence": ["person_id", "condition_concept_id"]},
-        "cohort": "SELECT DISTINCT person_id FROM condition_occurrence WHERE condition_concept_id = 201826",
-    }

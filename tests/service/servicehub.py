@@ -8,6 +8,7 @@ DummyAuthenticator password in a browser.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -154,3 +155,15 @@ c.JupyterHub.services = [
     {"name": "test-admin", "api_token": s["admin_token"]},
 ]
 '''
+
+
+def request_document(slug: str, members=("alice", "bob"), days: int = 60) -> dict:
+    """A valid study request over the small warehouse, starting today (service and airlock tests)."""
+    today = dt.date.today()
+    return {
+        "title": f"Study {slug}", "slug": slug, "purpose": "Describe statin exposure in type 2 diabetes.",
+        "legal_basis": "public-interest research, MR-004", "members": list(members),
+        "starts": str(today), "ends": str(today + dt.timedelta(days=days)),
+        "data": {"person": ["person_id", "birth_date"], "condition_occurrence": ["person_id", "condition_concept_id"]},
+        "cohort": "SELECT DISTINCT person_id FROM condition_occurrence WHERE condition_concept_id = 201826",
+    }
