@@ -69,6 +69,7 @@ COLUMN_TYPES = (
     "TIMESTAMP",
     "BOOLEAN",
 )
+INTEGER_TYPES = ("BIGINT", "INTEGER", "SMALLINT")
 NEVER_COHORT = ("direct_identifier", "free_text")
 GENERALISATIONS = re.compile(r"^(year|prefix:[1-9][0-9]?|topcode:[1-9][0-9]{0,2})$")
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -288,6 +289,10 @@ def _parse_column(source: str, table: str, name: Any, spec: Any) -> Column:
         raise CatalogError(f"{where}: a quasi_identifier needs 'generalise' (year, prefix:N or topcode:N)")
     if column_class == "date" and column_type not in ("DATE", "TIMESTAMP"):
         raise CatalogError(f"{where}: a date column must have type DATE or TIMESTAMP, not {column_type}")
+    if column_class == "record_key" and column_type not in INTEGER_TYPES:
+        raise CatalogError(f"{where}: a record_key must be an integer column ({', '.join(INTEGER_TYPES)}), not "
+                           f"{column_type}: extracts renumber it with a keyed permutation of integers; expose an "
+                           "integer key in the warehouse (a view can number text keys)")
     references = spec.get("references")
     if references is not None and column_class != "record_key":
         raise CatalogError(f"{where}: 'references' only applies to record_key columns")

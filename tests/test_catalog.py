@@ -101,6 +101,11 @@ def test_date_class_needs_date_type(tmp_path):
     assert "DATE or TIMESTAMP" in error_of(tmp_path, GOOD_TABLE + "      d: {type: VARCHAR, class: date}\n")
 
 
+def test_record_keys_must_be_integers(tmp_path):
+    message = error_of(tmp_path, GOOD_TABLE + "      v: {type: VARCHAR, class: record_key}\n")
+    assert "a record_key must be an integer column" in message and "not VARCHAR" in message
+
+
 def test_references_must_point_at_a_record_key(tmp_path):
     text = GOOD_TABLE + "      v: {type: BIGINT, class: record_key, references: visit.visit_id}\n"
     assert "not a column of the catalog" in error_of(tmp_path, text)

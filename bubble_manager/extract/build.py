@@ -11,11 +11,13 @@ so in the audit log.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
 import shutil
 import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -35,12 +37,12 @@ from ..study_request import canonical_json
 from .cohort import CohortRefused, ensure_cohort_database, exclusive_lock, fsync_path, start_cohort, \
     warehouse_fingerprint
 from .manifest import Verification, build_manifest, manifest_bytes, sha256_file, sign_manifest, verify_extract
-from .pipeline import KeyNotUnique, attach_warehouse, build_connection, register_person_map, resolve_cohort, write_tables
+from .pipeline import RecordKeyOutOfRange, attach_warehouse, build_connection, register_person_map, resolve_cohort, write_tables
 from .plan import ExtractPlan, PlanError, make_plan
 from .pseudonyms import new_date_offsets, new_pseudonyms
 from .risk import risk_report
 from .settings import ExtractSettings, cohort_database_folder, extract_settings
-from .vault import Vault, VaultError, read_vault, write_vault
+from .vault import Vault, VaultError, commit_vault, read_vault, stage_vault
 
 BUILD_STATES = {State.approved, State.active}
 LEFTOVER_PATTERNS = (".extract.duckdb.*", ".manifest.json.*.tmp", ".vault.age.*.tmp")
@@ -92,13 +94,12 @@ def build_extract(context: Context, actor: Actor, slug: str, *, progress: bool =
                            "`bubble-manager keys init` first")
     paths = StudyPaths(context.home, slug)
     paths.root.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(paths.root / ".build.lock"):
-        removed = remove_leftovers(paths, context.verifier())
-        if removed:
-            context.audit.record(actor=actor.name, action="extract.leftovers-removed", study=slug,
-                                 detail={"files": removed})
+    with exclusive_lock(paths.root / ".build.lock"), ThreadPoolExecutor(2, thread_name_prefix="extract") as background:
+        removed = remove_temporary_leftovers(paths)
+        # hashing the previous extract takes a while: it runs beside the cohort query
+        unmatched = background.submit(remove_unmatched_extract, paths, context.verifier())
         try:
-            result = _build_locked(context, actor, study, plan, settings, paths, progress)
+            result = _build_locked(context, actor, study, plan, settings, paths, progress, background, unmatched)
         except CohortRefused as refused:
             _audit_failure(context, actor, slug, "cohort", refused.reason)
             raise ExtractError(f"cohort-{refused.reason}", f"cohort query refused: {refused}",
@@ -112,7 +113,20 @@ def build_extract(context: Context, actor: Actor, slug: str, *, progress: bool =
         except BaseException as error:
             _audit_failure(context, actor, slug, "build", type(error).__name__)
             raise
+        finally:
+            removed = sorted(removed + _names_removed(unmatched))
+            if removed:
+                context.audit.record(actor=actor.name, action="extract.leftovers-removed", study=slug,
+                                     detail={"files": removed})
     return dataclasses.replace(result, leftovers_removed=tuple(removed))
+
+
+def _names_removed(unmatched: Future) -> list[str]:
+    """What the stale-extract check removed; its failure, if any, already failed the build."""
+    try:
+        return unmatched.result()
+    except Exception:  # noqa: BLE001
+        return []
 
 
 def _require_builder(context: Context, actor: Actor, study: Study) -> None:
@@ -133,7 +147,7 @@ def _audit_failure(context: Context, actor: Actor, slug: str, stage: str, reason
 
 
 def _build_locked(context: Context, actor: Actor, study: Study, plan: ExtractPlan, settings: ExtractSettings,
-                  paths: StudyPaths, progress: bool) -> BuildResult:
+                  paths: StudyPaths, progress: bool, background: Executor, unmatched: Future) -> BuildResult:
     bar = tqdm(total=2 + len(plan.tables), desc=f"extract {study.slug}", unit="step", disable=not progress,
                leave=False)
 
@@ -142,13 +156,13 @@ def _build_locked(context: Context, actor: Actor, study: Study, plan: ExtractPla
         bar.update(1)
 
     try:
-        return _build_steps(context, actor, study, plan, settings, paths, step)
+        return _build_steps(context, actor, study, plan, settings, paths, step, background, unmatched)
     finally:
         bar.close()
 
 
 def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan, settings: ExtractSettings,
-                 paths: StudyPaths, step: Callable[[str], None]) -> BuildResult:
+                 paths: StudyPaths, step: Callable[[str], None], background: Executor, unmatched: Future) -> BuildResult:
     started = time.perf_counter()
     catalog = context.catalog
     warehouse = Path(context.settings.warehouse_path)
@@ -156,43 +170,50 @@ def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan
     database = ensure_cohort_database(warehouse, catalog, cohort_database_folder(context, settings))
     running = start_cohort(database, plan.cohort_sql, catalog.cohort_tables(), timeout=settings.cohort_timeout_seconds,
                            memory_limit=settings.cohort_memory_limit, threads=settings.cohort_threads)
-    try:  # keys and vault while the child starts up and runs the query
-        ensure_study_keys(context, study.slug, actor=actor.name)
-        recipients = study_recipients(context, study.slug)
-        previous = None
-        if paths.vault.exists():
-            identity = load_live_identity(context, study.slug, actor=actor.name, purpose="rebuild")
-            previous = read_vault(paths.vault, study.slug, [identity])
-    except BaseException:
-        running.cancel()
-        raise
-    selected = running.result()
-    step("cohort query")
     token = secrets.token_hex(6)
     temporary = paths.root / f".extract.duckdb.{token}.tmp"
     spill = paths.root / f".spill-{token}"
-    spill.mkdir(mode=0o700)
-    try:
-        with build_connection(str(temporary), memory_limit=settings.build_memory_limit,
-                              threads=settings.build_threads, spill=spill) as connection:
+    staged_vault: Future | None = None
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(_remove_build_files, temporary, spill)
+        cleanup.callback(_discard_staged_vault, lambda: staged_vault)
+        try:  # keys, vault and the output database while the child starts up and runs the query
+            ensure_study_keys(context, study.slug, actor=actor.name)
+            recipients = study_recipients(context, study.slug)
+            previous = None
+            if paths.vault.exists():
+                identity = load_live_identity(context, study.slug, actor=actor.name, purpose="rebuild")
+                previous = read_vault(paths.vault, study.slug, [identity])
+            spill.mkdir(mode=0o700)
+            connection = cleanup.enter_context(build_connection(
+                str(temporary), memory_limit=settings.build_memory_limit, threads=settings.build_threads, spill=spill))
             attach_warehouse(connection, warehouse, catalog)
-            persons = resolve_cohort(connection, plan, selected)
-            if len(persons) == 0:
-                raise ExtractError("empty-cohort", "the cohort query selects nobody the warehouse knows (after "
-                                   "removing opted-out persons); amend the request's cohort")
-            pseudonyms, offsets = assign_pseudonyms(persons, previous, settings.date_shift_days)
-            register_person_map(connection, persons, pseudonyms, offsets)
-            try:
-                rows = write_tables(connection, plan, step)
-            except KeyNotUnique as error:
-                raise ExtractError("catalog", str(error)) from None
-            risk = risk_report(connection, plan, len(persons), k=settings.k_anonymity, rarest=settings.rarest_codes)
-            connection.execute("DETACH wh")
-            connection.execute("CHECKPOINT")
+        except BaseException:
+            running.cancel()
+            raise
+        selected = running.result()
+        step("cohort query")
+        persons = resolve_cohort(connection, plan, selected)
+        if len(persons) == 0:
+            raise ExtractError("empty-cohort", "the cohort query selects nobody the warehouse knows (after "
+                               "removing opted-out persons); amend the request's cohort")
+        pseudonyms, offsets = assign_pseudonyms(persons, previous, settings.date_shift_days)
+        vault = Vault(study.slug, persons, pseudonyms, offsets)
+        staged_vault = background.submit(stage_vault, paths.vault, vault, recipients)  # beside the table writes
+        register_person_map(connection, persons, pseudonyms, offsets)
+        try:
+            rows = write_tables(connection, plan, step)
+        except RecordKeyOutOfRange as error:
+            raise ExtractError("catalog", str(error)) from None
+        risk = risk_report(connection, plan, len(persons), k=settings.k_anonymity, rarest=settings.rarest_codes)
+        connection.execute("DETACH wh")
+        connection.execute("CHECKPOINT")
+        connection.close()
         os.chmod(temporary, 0o444)
         fsync_path(temporary)
         sha256, size = sha256_file(temporary), temporary.stat().st_size
-        write_vault(paths.vault, Vault(study.slug, persons, pseudonyms, offsets), recipients)
+        unmatched.result()  # a stale extract is gone before the new one takes its name
+        commit_vault(staged_vault.result(), paths.vault)
         os.replace(temporary, paths.extract)
         fsync_dir(paths.root)
         body = build_manifest(plan=plan, request_version=study.version, warehouse_fingerprint=fingerprint, rows=rows,
@@ -201,14 +222,27 @@ def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan
                               recipients=[r.to_string() for r in recipients])
         write_atomic(paths.manifest, manifest_bytes(sign_manifest(body, context.signer)), 0o644)
         step("signed")
-    finally:
-        for leftover in (temporary, Path(f"{temporary}.wal")):
-            leftover.unlink(missing_ok=True)
-        shutil.rmtree(spill, ignore_errors=True)
     seconds = time.perf_counter() - started
     _record(context, actor, study, paths, sha256, rows, seconds, rebuild=previous is not None)
     return BuildResult(study.slug, paths.extract, paths.manifest, sha256, plan.request_hash, rows, len(persons),
                        risk, seconds)
+
+
+def _remove_build_files(temporary: Path, spill: Path) -> None:
+    for leftover in (temporary, Path(f"{temporary}.wal")):
+        leftover.unlink(missing_ok=True)
+    shutil.rmtree(spill, ignore_errors=True)
+
+
+def _discard_staged_vault(staged: Callable[[], Future | None]) -> None:
+    """A vault staged for a build that failed: wait for it, then remove the temporary file."""
+    future = staged()
+    if future is None:
+        return
+    try:
+        future.result().unlink(missing_ok=True)
+    except BaseException:  # noqa: BLE001 - staging failed: it removed its own file; the build's error is reported
+        pass
 
 
 def assign_pseudonyms(persons: np.ndarray, previous: Vault | None, max_days: int) -> tuple[list[str], np.ndarray]:
@@ -252,6 +286,11 @@ def _record(context: Context, actor: Actor, study: Study, paths: StudyPaths, sha
 def remove_leftovers(paths: StudyPaths, verifier) -> list[str]:  # noqa: ANN001 - a signing.Verifier
     """Remove what an interrupted build left: temporary files, spill folders, and an extract that
     does not match its signed manifest. Returns the names removed (call it under the build lock)."""
+    return sorted(remove_temporary_leftovers(paths) + remove_unmatched_extract(paths, verifier))
+
+
+def remove_temporary_leftovers(paths: StudyPaths) -> list[str]:
+    """Temporary files and spill folders of an interrupted build (under the build lock)."""
     removed: list[str] = []
     if not paths.root.is_dir():
         return removed
@@ -262,6 +301,14 @@ def remove_leftovers(paths: StudyPaths, verifier) -> list[str]:  # noqa: ANN001 
     for folder in paths.root.glob(".spill-*"):
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder.name + "/")
+    if removed:
+        fsync_dir(paths.root)
+    return removed
+
+
+def remove_unmatched_extract(paths: StudyPaths, verifier) -> list[str]:  # noqa: ANN001 - a signing.Verifier
+    """The extract and manifest, if the extract is missing or does not match its signed manifest."""
+    removed: list[str] = []
     if paths.extract.exists() or paths.manifest.exists():
         if not paths.extract.exists() or not verify_extract(paths.root, verifier).ok:
             for path in (paths.extract, paths.manifest):
@@ -270,7 +317,7 @@ def remove_leftovers(paths: StudyPaths, verifier) -> list[str]:  # noqa: ANN001 
                     removed.append(path.name)
     if removed:
         fsync_dir(paths.root)
-    return sorted(removed)
+    return removed
 
 
 def current_extract(context: Context, study: Study) -> Verification | None:

@@ -6,8 +6,9 @@ Each requested column gets exactly one transform, decided by its catalog class:
 class              transform        in the extract
 =================  ===============  ==============================================================
 person_key         ``pseudonym``    the study pseudonym (random token, see `pseudonyms.py`)
-record_key         ``renumber``     1..n in random order, consistent across the tables that share
-                                    the key (``references``); never the source id or its order
+record_key         ``renumber``     a keyed permutation of the id (`renumber.py`), the same across
+                                    the tables that share the key (``references``); never the
+                                    source id or its order
 quasi_identifier   ``year``         the year only, as INTEGER, column renamed ``*_year``
                    ``prefix:N``     the first N characters (postcode to 3 digits)
                    ``topcode:N``    values above N become N (ages over 89)

@@ -85,9 +85,3 @@ def new_date_offsets(count: int, max_days: int) -> np.ndarray:
         chosen = np.concatenate([chosen, draws[draws < limit] % span])
     chosen = chosen[:count]
     return np.where(chosen < max_days, chosen - max_days, chosen - max_days + 1).astype(np.int32)
-
-
-def secure_permutation(count: int) -> np.ndarray:
-    """1..count in a random order, from a PRNG seeded with 256 bits of `os.urandom`."""
-    generator = np.random.Generator(np.random.PCG64(int.from_bytes(os.urandom(32), "big")))
-    return generator.permutation(np.arange(1, count + 1, dtype=np.int64))

@@ -72,6 +72,12 @@ class Vault:
 
 def write_vault(path: Path, vault: Vault, recipients: list[Recipient]) -> None:
     """Encrypt `vault` to `recipients` into `path` atomically (0600)."""
+    commit_vault(stage_vault(path, vault, recipients), path)
+
+
+def stage_vault(path: Path, vault: Vault, recipients: list[Recipient]) -> Path:
+    """Encrypt `vault` into a fsynced temporary file beside `path` (0600); `commit_vault` puts it
+    in place. A staged file that is never committed is a leftover the next build removes."""
     if len(recipients) < 2:
         raise VaultError("a vault is encrypted to the study's live key and its archive key; got fewer recipients")
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -82,10 +88,18 @@ def write_vault(path: Path, vault: Vault, recipients: list[Recipient]) -> None:
                 writer.write(vault.to_bytes())
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
-        fsync_dir(path.parent)
-    finally:
+    except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def commit_vault(staged: Path, path: Path) -> None:
+    try:
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
+    fsync_dir(path.parent)
 
 
 def read_vault(path: Path, slug: str, identities: list[Identity]) -> Vault:

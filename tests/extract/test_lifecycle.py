@@ -379,19 +379,41 @@ def test_builds_are_recorded_and_audited_in_either_store(any_db_context):
     assert any_db_context.audit.verify(any_db_context.verifier()).ok  # the chain holds with the extract entries
 
 
-def test_a_referenced_key_that_is_not_unique_is_refused(tmp_path, own_warehouse, fixed_clock):
+def test_a_record_key_the_permutation_cannot_renumber_is_refused(tmp_path, own_warehouse, fixed_clock):
     with duckdb.connect(str(own_warehouse)) as warehouse:
-        warehouse.execute("UPDATE visit_occurrence SET visit_occurrence_id = (SELECT min(visit_occurrence_id) "
-                          "FROM visit_occurrence) WHERE visit_occurrence_id = (SELECT max(visit_occurrence_id) "
-                          "FROM visit_occurrence)")
+        warehouse.execute("UPDATE visit_occurrence SET visit_occurrence_id = -visit_occurrence_id "
+                          "WHERE visit_occurrence_id = (SELECT max(visit_occurrence_id) FROM visit_occurrence "
+                          "WHERE person_id NOT IN (SELECT person_id FROM opt_out))")
+        negative = warehouse.execute("SELECT visit_occurrence_id, person_id FROM visit_occurrence "
+                                     "WHERE visit_occurrence_id < 0").fetchall()
     context = open_context(make_home(tmp_path, own_warehouse))
     register_custodians(context)
-    approve_study(context, "dupes", data={"visit_occurrence": ["visit_occurrence_id", "person_id"],
-                                          "condition_occurrence": ["person_id", "visit_occurrence_id"]})
-    with pytest.raises(ExtractError, match="visit_occurrence.visit_occurrence_id is not unique") as refused:
-        build_extract(context, ADMIN, "dupes")
-    assert refused.value.reason == "catalog"
-    paths = StudyPaths(context.home, "dupes")
-    assert not paths.extract.exists() and not [p for p in paths.root.iterdir() if p.name.startswith((".extract", ".spill"))]
-    assert ("extract.failed", {"stage": "build", "reason": "catalog"}) in audit_actions(context, "dupes")
+    approve_study(context, "negative", data={"visit_occurrence": ["visit_occurrence_id", "person_id"],
+                                             "condition_occurrence": ["person_id", "visit_occurrence_id"]},
+                  cohort=f"SELECT person_id FROM person WHERE person_id = {negative[0][1]}")
+    with pytest.raises(ExtractError, match=r"record key visit_occurrence.visit_occurrence_id has a value outside "
+                                           r"0 .. 2\^62-1.*fix the warehouse or the catalog") as refused:
+        build_extract(context, ADMIN, "negative")
+    assert refused.value.reason == "catalog" and str(negative[0][0]) not in str(refused.value)
+    paths = StudyPaths(context.home, "negative")
+    assert not paths.extract.exists() and not [p for p in paths.root.iterdir() if p.name.startswith((".extract", ".spill",
+                                                                                                      ".vault"))]
+    assert ("extract.failed", {"stage": "build", "reason": "catalog"}) in audit_actions(context, "negative")
+    context.close()
+
+
+def test_a_repeated_record_key_keeps_one_new_id(tmp_path, own_warehouse, fixed_clock):
+    """The permutation is a function of the id: rows that share a source id share the new one."""
+    with duckdb.connect(str(own_warehouse)) as warehouse:
+        first, last = warehouse.execute("SELECT min(visit_occurrence_id), max(visit_occurrence_id) "
+                                        "FROM visit_occurrence").fetchall()[0]
+        warehouse.execute(f"UPDATE visit_occurrence SET visit_occurrence_id = {first} WHERE visit_occurrence_id = {last}")
+    context = open_context(make_home(tmp_path, own_warehouse))
+    register_custodians(context)
+    approve_study(context, "dupes", data={"visit_occurrence": ["visit_occurrence_id", "person_id"]})
+    build_extract(context, ADMIN, "dupes")
+    with duckdb.connect(str(StudyPaths(context.home, "dupes").extract), read_only=True) as extract:
+        total, distinct = extract.execute("SELECT count(*), count(DISTINCT visit_occurrence_id) "
+                                          "FROM visit_occurrence").fetchall()[0]
+    assert total == distinct + 1
     context.close()

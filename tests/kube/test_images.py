@@ -102,9 +102,14 @@ def test_the_hub_image_installs_everything_the_package_imports():
     bubble_manager imports (but the in-bubble extension's) is pinned, or required by a pin."""
     import ast
     import importlib.metadata
+    import inspect
     import sys
 
     distributions = importlib.metadata.packages_distributions()
+    for distribution in importlib.metadata.distributions():  # compiled top-level modules (_duckdb), which
+        for file in distribution.files or []:                # Python 3.11's packages_distributions() skips
+            if len(file.parts) == 1 and inspect.getmodulename(file.name) and file.suffix in (".so", ".pyd"):
+                distributions.setdefault(inspect.getmodulename(file.name), []).append(distribution.metadata["Name"])
     hub_pins = set(pins(ROOT / "images" / "hub" / "requirements.txt"))
     installed, todo = set(), list(hub_pins)
     while todo:  # the pins and what they require (no extras), as pip installs them
