@@ -205,13 +205,16 @@ def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan
             rows = write_tables(connection, plan, step)
         except RecordKeyOutOfRange as error:
             raise ExtractError("catalog", str(error)) from None
-        risk = risk_report(connection, plan, len(persons), k=settings.k_anonymity, rarest=settings.rarest_codes)
         connection.execute("DETACH wh")
         connection.execute("CHECKPOINT")
+        hashed = background.submit(_fingerprint, temporary)  # the risk report only reads: they run side by side
+        risk = risk_report(connection, plan, len(persons), k=settings.k_anonymity, rarest=settings.rarest_codes)
         connection.close()
         os.chmod(temporary, 0o444)
         fsync_path(temporary)
-        sha256, size = sha256_file(temporary), temporary.stat().st_size
+        sha256, size, written = hashed.result()
+        if _file_state(temporary) != written:  # DuckDB wrote again on close: hash what is there now
+            sha256, size, _ = _fingerprint(temporary)
         unmatched.result()  # a stale extract is gone before the new one takes its name
         commit_vault(staged_vault.result(), paths.vault)
         os.replace(temporary, paths.extract)
@@ -226,6 +229,17 @@ def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan
     _record(context, actor, study, paths, sha256, rows, seconds, rebuild=previous is not None)
     return BuildResult(study.slug, paths.extract, paths.manifest, sha256, plan.request_hash, rows, len(persons),
                        risk, seconds)
+
+
+def _file_state(path: Path) -> tuple[int, int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns, status.st_ino
+
+
+def _fingerprint(path: Path) -> tuple[str, int, tuple[int, int, int]]:
+    """sha256 and size of the file, and the state (size, mtime, inode) it had when hashing began."""
+    state = _file_state(path)
+    return sha256_file(path), state[0], state
 
 
 def _remove_build_files(temporary: Path, spill: Path) -> None:

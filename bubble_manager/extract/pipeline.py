@@ -63,17 +63,15 @@ def attach_warehouse(connection: duckdb.DuckDBPyConnection, warehouse: Path, cat
 def resolve_cohort(connection: duckdb.DuckDBPyConnection, plan: ExtractPlan, selected: np.ndarray) -> np.ndarray:
     """The cohort's person ids (sorted): selected, known to the warehouse, not opted out."""
     connection.register("cohort_selected", {"person_id": np.asarray(selected, dtype=np.int64)})
-    conditions = []
+    rows = "cohort_selected c"  # the (small) cohort is the build side of each join: written on the right
     if plan.person_table:
         table, key = plan.person_table
-        conditions.append(f"c.person_id IN (SELECT {quote(key)} FROM wh.{quote(table)})")
+        rows = f"(SELECT {quote(key)} AS person_id FROM wh.{quote(table)}) c SEMI JOIN cohort_selected s USING (person_id)"
     if plan.opt_out:
         table, key = plan.opt_out
-        conditions.append(f"c.person_id NOT IN (SELECT {quote(key)} FROM wh.{quote(table)} "
-                          f"WHERE {quote(key)} IS NOT NULL)")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    persons = connection.execute(f"SELECT DISTINCT c.person_id FROM cohort_selected c {where} ORDER BY 1"
-                                 ).fetchnumpy()["person_id"]
+        rows += (f" ANTI JOIN (SELECT {quote(key)} AS person_id FROM wh.{quote(table)} "
+                 f"WHERE {quote(key)} IS NOT NULL) o USING (person_id)")
+    persons = connection.execute(f"SELECT DISTINCT c.person_id FROM {rows} ORDER BY 1").fetchnumpy()["person_id"]
     connection.unregister("cohort_selected")
     return np.asarray(persons, dtype=np.int64)
 
