@@ -36,8 +36,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+import pytest
 import requests
 import urllib3.util.connection
 
@@ -62,6 +63,25 @@ ALICE, BOB, SAM, ADA, EVE = ("alice@example.org", "bob@example.org", "sam@exampl
                              "eve@example.org")
 GROUPS = {"researchers": [ALICE, BOB, EVE], "stewards": [SAM], "admins": [ADA]}
 PR_SET_CHILD_SUBREAPER = 36
+
+
+def hub_for_module(reason: str | None, create: Callable[[], "HubFixture"],
+                   start: Callable[["HubFixture"], None] | None = None) -> Iterator["HubFixture"]:
+    """The body of every hub fixture (`yield from` it): skip with `reason` when there is one, create
+    the hub, `start` it (closing it and all it started if that fails), hand it over, then check
+    that closing it left no process or cgroup behind."""
+    if reason:
+        pytest.skip(reason)
+    hub = create()
+    if start is not None:
+        try:
+            start(hub)
+        except BaseException:
+            hub.close()
+            raise
+    yield hub
+    leftovers = hub.close()
+    assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
 
 
 def hub_missing_reason(bubble_env: Path = DEFAULT_BUBBLE_ENV) -> str | None:

@@ -11,10 +11,9 @@ from alembic.migration import MigrationContext
 from bubble_manager import studies
 from bubble_manager.catalog import load_catalog
 from bubble_manager.store import Base, Store, StoreError, list_studies, load_study, request_history, save_study
-from bubble_manager.studies import Actor, State
 
 from .conftest import DEMO_CATALOG
-from .test_studies import ALICE, CAROL, SAM, document, run
+from .test_studies import CAROL, SAM, document, run
 from bubble_manager.study_request import parse_request
 
 UTC = dt.timezone.utc

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bubble_manager.runtime.spec import StudyPaths
-from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS, browser_missing_reason, start_or_close
-from tests.service.test_panel_browser import Person, wait_for_panel
+from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS, browser_missing_reason
+from tests.service.test_panel_browser import Person, start_with_panel
 
 ARTIFACTS = BROWSER_ARTIFACTS / "airlock"
 pytestmark = [pytest.mark.browser, pytest.mark.bwrap, pytest.mark.slow]
@@ -25,21 +25,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.bwrap, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def bubble_hub():
-    from tests.hubfixture import HubFixture, hub_missing_reason
+    from tests.hubfixture import HubFixture, hub_for_module, hub_missing_reason
 
-    reason = browser_missing_reason() or hub_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    hub = HubFixture.create(with_service=True)
-    start_or_close(hub)
-    try:
-        wait_for_panel(hub)
-    except Exception:
-        hub.close()
-        raise
-    yield hub
-    leftovers = hub.close()
-    assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
+    yield from hub_for_module(browser_missing_reason() or hub_missing_reason(),
+                              lambda: HubFixture.create(with_service=True), start_with_panel)
 
 
 def shot(person: Person, step: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -60,7 +59,7 @@ def test_what_the_command_refuses(acro_outputs, tmp_path, capsys):
 def test_from_the_bubble_command_to_the_hub_quarantine(sqlite_context, acro_outputs, pseudonym, tmp_path):
     active_study(sqlite_context, "alpha")
     workspace = StudyPaths(sqlite_context.home, "alpha").workspace("alice")
-    (tmp_path / "by_region.csv").write_text(f"region,patients\nnorth,120\nsouth,4\nwest,33\n")
+    (tmp_path / "by_region.csv").write_text("region,patients\nnorth,120\nsouth,4\nwest,33\n")
     (tmp_path / "notes.txt").write_text(f"see {pseudonym}\n")
     request_output(tmp_path / "by_region.csv", tmp_path / "notes.txt", acro=acro_outputs, name="paper",
                    justification="Tables for the paper", counts={"by_region.csv": ["patients"]},

@@ -48,15 +48,9 @@ print(json.dumps(found))
 
 @pytest.fixture(scope="module")
 def hub_home():
-    from tests.hubfixture import HubFixture, hub_missing_reason
+    from tests.hubfixture import HubFixture, hub_for_module, hub_missing_reason
 
-    reason = hub_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    hub = HubFixture.create()
-    yield hub
-    leftovers = hub.close()
-    assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
+    yield from hub_for_module(hub_missing_reason(), HubFixture.create)
 
 
 @pytest.fixture(scope="module")

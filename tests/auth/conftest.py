@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from bubble_manager.auth.devprovider import provider_missing_reason
-from tests.browser import start_or_close
 
 
 def oidc_hub_missing_reason() -> str | None:
@@ -16,13 +15,11 @@ def oidc_hub_missing_reason() -> str | None:
 
 @pytest.fixture(scope="module")
 def oidc_hub():
-    reason = oidc_hub_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    from .oidchub import OIDCHub
+    from tests.hubfixture import hub_for_module
 
-    hub = OIDCHub.create_with_provider()
-    start_or_close(hub)
-    yield hub
-    leftovers = hub.close()
-    assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
+    def create():  # noqa: ANN202 - an OIDCHub, importable only when the provider is there
+        from .oidchub import OIDCHub
+
+        return OIDCHub.create_with_provider()
+
+    yield from hub_for_module(oidc_hub_missing_reason(), create, lambda hub: hub.start())

@@ -11,7 +11,7 @@ import pytest
 
 from bubble_manager.auth.devprovider import provider_missing_reason
 
-from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS, browser_missing_reason, start_or_close
+from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS, browser_missing_reason
 
 from .oidchub import OIDCHub, audit_actions
 
@@ -22,16 +22,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.bwrap]
 
 @pytest.fixture(scope="module")
 def panel_hub():
-    from tests.hubfixture import hub_missing_reason
+    from tests.hubfixture import hub_for_module, hub_missing_reason
 
-    reason = browser_missing_reason() or provider_missing_reason() or hub_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    hub = OIDCHub.create_with_provider(with_service=True)
-    start_or_close(hub)
-    yield hub
-    leftovers = hub.close()
-    assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
+    yield from hub_for_module(browser_missing_reason() or provider_missing_reason() or hub_missing_reason(),
+                              lambda: OIDCHub.create_with_provider(with_service=True), lambda hub: hub.start())
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from traitlets.config import Config
 
 from bubble_manager.runtime import kube_collect, kube_snapshot as ks, transfer_tokens as tt
 from bubble_manager.runtime import workspace_transfer as wt
@@ -126,7 +125,7 @@ async def test_uploads_without_a_good_token_or_through_a_proxy_change_nothing(st
 async def test_a_study_that_is_not_live_takes_no_upload(study_home, transfer_service):
     from dataclasses import replace
 
-    from bubble_manager.store import load_study, save_study
+    from bubble_manager.store import save_study
     from bubble_manager.studies import State
 
     with study_home.context.store.transaction() as session:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.hubfixture import HubFixture, hub_missing_reason
+from tests.hubfixture import HubFixture, hub_for_module, hub_missing_reason
 
 
 @pytest.fixture(scope="session")
 def hub_home():
     """A hub home with studies and extracts, not started (for `sandbox exec` tests)."""
-    reason = hub_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    hub = HubFixture.create()
-    yield hub
-    leftovers = hub.close()
-    assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
+    yield from hub_for_module(hub_missing_reason(), HubFixture.create)
 
 
 @pytest.fixture(scope="session")

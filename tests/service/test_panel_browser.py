@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS, browser_missing_reason, start_or_close
+from tests.browser import ARTIFACTS as BROWSER_ARTIFACTS, browser_missing_reason
 
 from ..conftest import make_home_activatable
 
@@ -25,28 +25,25 @@ pytestmark = [pytest.mark.browser, pytest.mark.bwrap, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def bubble_hub(small_warehouse):
-    from tests.hubfixture import HubFixture, hub_missing_reason
+    from tests.hubfixture import HubFixture, hub_for_module, hub_missing_reason
 
-    reason = browser_missing_reason() or hub_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    hub = HubFixture.create(with_service=True)
-    make_home_activatable(hub.home, small_warehouse)
-    start_or_close(hub)
-    try:
-        wait_for_panel(hub)
-    except Exception:
-        hub.close()
-        raise
-    yield hub
-    leftovers = hub.close()
-    assert leftovers == [], f"processes or cgroups left behind: {leftovers}"
+    def start(hub: HubFixture) -> None:
+        make_home_activatable(hub.home, small_warehouse)
+        start_with_panel(hub)
+
+    yield from hub_for_module(browser_missing_reason() or hub_missing_reason(),
+                              lambda: HubFixture.create(with_service=True), start)
 
 
 def panel_url(hub) -> str:
     """With subdomain_host every service has its own subdomain, the panel too."""
     scheme, _, netloc = hub.url.partition("://")
     return f"{scheme}://bubble-manager--service.{netloc}/services/bubble-manager/"
+
+
+def start_with_panel(hub) -> None:  # noqa: ANN001 - a HubFixture
+    hub.start()
+    wait_for_panel(hub)
 
 
 def wait_for_panel(hub, timeout: float = 180) -> None:
