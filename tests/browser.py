@@ -36,11 +36,3 @@ def chromium():
         yield browser
         browser.close()
 
-
-def start_or_close(hub) -> None:  # noqa: ANN001 - a HubFixture or one of its subclasses
-    """Start a fixture hub; on failure close it (and everything it started) before raising."""
-    try:
-        hub.start()
-    except Exception:
-        hub.close()
-        raise

@@ -173,10 +173,8 @@ def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan
     token = secrets.token_hex(6)
     temporary = paths.root / f".extract.duckdb.{token}.tmp"
     spill = paths.root / f".spill-{token}"
-    staged_vault: Future | None = None
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(_remove_build_files, temporary, spill)
-        cleanup.callback(_discard_staged_vault, lambda: staged_vault)
         try:  # keys, vault and the output database while the child starts up and runs the query
             ensure_study_keys(context, study.slug, actor=actor.name)
             recipients = study_recipients(context, study.slug)
@@ -200,6 +198,7 @@ def _build_steps(context: Context, actor: Actor, study: Study, plan: ExtractPlan
         pseudonyms, offsets = assign_pseudonyms(persons, previous, settings.date_shift_days)
         vault = Vault(study.slug, persons, pseudonyms, offsets)
         staged_vault = background.submit(stage_vault, paths.vault, vault, recipients)  # beside the table writes
+        cleanup.callback(_discard_staged_vault, staged_vault)
         register_person_map(connection, persons, pseudonyms, offsets)
         try:
             rows = write_tables(connection, plan, step)
@@ -248,13 +247,10 @@ def _remove_build_files(temporary: Path, spill: Path) -> None:
     shutil.rmtree(spill, ignore_errors=True)
 
 
-def _discard_staged_vault(staged: Callable[[], Future | None]) -> None:
-    """A vault staged for a build that failed: wait for it, then remove the temporary file."""
-    future = staged()
-    if future is None:
-        return
+def _discard_staged_vault(staged: Future) -> None:
+    """Remove the staged vault file unless it was committed (once staging is done)."""
     try:
-        future.result().unlink(missing_ok=True)
+        staged.result().unlink(missing_ok=True)
     except BaseException:  # noqa: BLE001 - staging failed: it removed its own file; the build's error is reported
         pass
 

@@ -122,19 +122,16 @@ def output_table_sql(table: TablePlan, round_keys: dict[str, tuple[int, ...]]) -
     """CREATE TABLE of one output table, in one pass over its cohort rows, ordered by pseudonym,
     then by the row's first (shifted) date, then by its new record id (random), or by its content
     when the table has no key of its own. Output columns are ordered on by position (1-based)."""
-    renumbered = [c for c in table.columns if c.transform == "renumber"]
-    keys = [(quote(c.source), round_keys[c.domain], f"{table.name}.{c.source}") for c in renumbered]
+    keys = [(c.source, round_keys[c.domain], f"{table.name}.{c.source}") for c in table.columns
+            if c.transform == "renumber"]
     sources = [f"({with_permuted_keys(cohort_rows(table), keys)}) s"]
     expressions, dates, own_key, content = [], [], [], []
     for position, column in enumerate(table.columns, start=1):
         if column.transform == "scrub" and len(sources) == 1:
             sources.append(f"LEFT JOIN scrub_patterns sp ON s.{quote(table.person_key)} = sp.person_id")
-        if column.transform == "renumber":
-            expression = f"s._bm_key{renumbered.index(column)}"
-            if column.domain == f"{table.name}.{column.source}":
-                own_key.append(str(position))
-        else:
-            expression = column_expression(column)
+        if column.transform == "renumber" and column.domain == f"{table.name}.{column.source}":
+            own_key.append(str(position))
+        expression = column_expression(column)
         expressions.append(f"{expression} AS {quote(column.output)}")
         if column.transform == "shift_days":
             dates.append(str(position))

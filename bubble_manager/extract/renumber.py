@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import secrets
 
+from .cohort import quote
+
 ROUNDS = 4
 HALF_BITS = 31
 HALF_MASK = (1 << HALF_BITS) - 1
@@ -35,10 +37,15 @@ def new_round_keys() -> tuple[int, ...]:
     return tuple(secrets.randbits(2 * HALF_BITS) for _ in range(ROUNDS))
 
 
+def renumbered_column(source: str) -> str:
+    """The column `with_permuted_keys` adds for the new id of the source column `source`."""
+    return f"_bm_new_{source}"
+
+
 def with_permuted_keys(rows_sql: str, keys: list[tuple[str, tuple[int, ...], str]]) -> str:
-    """`rows_sql` with, for each (column, round keys, name for errors) of `keys`, the new id in
-    the column ``_bm_key<N>`` (N: its position in `keys`). NULL stays NULL; a value outside
-    [0, 2^62) stops the build with an error naming the column (never the value).
+    """`rows_sql` with, for each (source column, round keys, name for errors) of `keys`, the new
+    id in the column `renumbered_column(source)`. NULL stays NULL; a value outside [0, 2^62)
+    stops the build with an error naming the column (never the value).
 
     One nested SELECT per round, so that each half is computed once (an expression that
     repeated them would double in size with every round)."""
@@ -46,7 +53,7 @@ def with_permuted_keys(rows_sql: str, keys: list[tuple[str, tuple[int, ...], str
         return rows_sql
     halves = []
     for number, (column, _, where) in enumerate(keys):
-        value = f"CAST({column} AS BIGINT)"
+        value = f"CAST({quote(column)} AS BIGINT)"
         message = (f"record key {where} {OUT_OF_RANGE}; the extract renumbers record keys that are "
                    "non-negative integers below 2^62: fix the warehouse or the catalog").replace("'", "''")
         halves.append(f"CASE WHEN {value} IS NULL OR ({value} >= 0 AND {value} < {DOMAIN}) THEN {value} >> {HALF_BITS} "
@@ -58,6 +65,7 @@ def with_permuted_keys(rows_sql: str, keys: list[tuple[str, tuple[int, ...], str
             mixed = f"CAST(hash(_bm_r{number} + {int(round_keys[round_number])}) & {HALF_MASK} AS BIGINT)"
             swaps.append(f"_bm_r{number} AS _bm_l{number}, xor(_bm_l{number}, {mixed}) AS _bm_r{number}")
         query = f"SELECT * REPLACE ({', '.join(swaps)}) FROM ({query})"
-    finals = ", ".join(f"(_bm_l{n} << {HALF_BITS}) | _bm_r{n} AS _bm_key{n}" for n in range(len(keys)))
+    finals = ", ".join(f"(_bm_l{n} << {HALF_BITS}) | _bm_r{n} AS {quote(renumbered_column(column))}"
+                       for n, (column, _, _) in enumerate(keys))
     excluded = ", ".join(f"_bm_l{n}, _bm_r{n}" for n in range(len(keys)))
     return f"SELECT * EXCLUDE ({excluded}), {finals} FROM ({query})"

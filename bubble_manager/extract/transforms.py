@@ -1,27 +1,28 @@
 """SQL expressions of the plan's transforms, over a staged source row.
 
 Names in the SQL: ``s`` is the staged source row, which carries the person's pseudonym, date
-shift and pseudonym rank (`PERSON_COLUMNS`); ``p``/``r<N>`` give a record key's new id
-(``new_id``); ``sp.pattern`` is the person's scrub pattern (for approved free text).
+shift and pseudonym rank (`PERSON_COLUMNS`) and each record key's new id
+(`renumber.renumbered_column`); ``sp.pattern`` is the person's scrub pattern (for approved free text).
 """
 
 from __future__ import annotations
 
 from .cohort import quote, sql_string
 from .plan import SCRUB_MARK, ColumnPlan, IdentitySource
+from .renumber import renumbered_column
 
 MIN_SCRUB_LENGTH = 2  # a one-letter "name" would blank out every such letter
 PERSON_COLUMNS = {"pseudonym": "_bm_pseudonym", "shift": "_bm_shift", "rank": "_bm_rank"}  # never catalog names
 
 
-def column_expression(column: ColumnPlan, *, domain_alias: str | None = None) -> str:
+def column_expression(column: ColumnPlan) -> str:
     """The output value of `column` for the current row."""
     source = f"s.{quote(column.source)}"
     transform = column.transform
     if transform == "pseudonym":
         return "s._bm_pseudonym"
     if transform == "renumber":
-        return f"{domain_alias}.new_id"
+        return f"s.{quote(renumbered_column(column.source))}"
     if transform == "shift_days":
         if column.source_type == "TIMESTAMP":
             return f"{source} + to_days(s._bm_shift)"

@@ -73,7 +73,6 @@ class BubblesHandler(BaseHandler):
         self.send_json({"bubbles": rows})
 
 
-
 async def stop_bubble_as_admin(handler: BaseHandler, user: str, slug: str, reason: str) -> None:
     """Stop a member's bubble through the hub (the API and the admin page), audited with the reason."""
     hub = handler.settings.get("bm_hub_api")
@@ -87,6 +86,7 @@ async def stop_bubble_as_admin(handler: BaseHandler, user: str, slug: str, reaso
         raise
     handler.context.audit.record(actor=handler.actor.name, action="bubble.stopped_by_admin", study=slug,
                                  detail={"member": user, "reason": reason})
+
 
 class BubbleStopHandler(BaseHandler):
     scopes = {"POST": (SCOPE_ADMIN,)}

@@ -11,7 +11,7 @@ from bubble_manager.extract.renumber import DOMAIN, OUT_OF_RANGE, new_round_keys
 
 def renumbered(connection: duckdb.DuckDBPyConnection, rows_sql: str, keys: tuple[int, ...]) -> list[tuple]:
     query = with_permuted_keys(rows_sql, [("id", keys, "t.id")])
-    return connection.execute(f"SELECT id, _bm_key0 FROM ({query}) ORDER BY id NULLS LAST").fetchall()
+    return connection.execute(f"SELECT id, _bm_new_id FROM ({query}) ORDER BY id NULLS LAST").fetchall()
 
 
 @pytest.fixture()
@@ -49,10 +49,10 @@ def test_the_new_order_is_unrelated_to_the_old_one_and_to_another_build(connecti
 def test_null_stays_null_and_other_columns_pass_through(connection):
     query = with_permuted_keys("SELECT * FROM (VALUES (NULL::BIGINT, 'a'), (7, 'b')) t(id, label)",
                                [("id", new_round_keys(), "t.id")])
-    result = dict(connection.execute(f"SELECT label, _bm_key0 FROM ({query})").fetchall())
+    result = dict(connection.execute(f"SELECT label, _bm_new_id FROM ({query})").fetchall())
     assert result["a"] is None and isinstance(result["b"], int)
     columns = [d[0] for d in connection.execute(f"SELECT * FROM ({query}) LIMIT 0").description]
-    assert columns == ["id", "label", "_bm_key0"]
+    assert columns == ["id", "label", "_bm_new_id"]
 
 
 @pytest.mark.parametrize("value", [-1, DOMAIN, 2**63 - 1])
